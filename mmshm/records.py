@@ -1,0 +1,284 @@
+"""Every shared-memory record, declared once as a numpy structured dtype.
+
+The Cython side reads the same layouts (``cython_src/records.pxd`` declares matching
+packed structs; ``tests/unit/test_records.py`` proves the offsets match). Rules:
+
+- Every record that travels in a ring starts with ``seq`` (uint64), owned by the ring: the
+  ring stores it last, with release semantics, and readers poll it.
+- Every row of a seqlock table starts with ``version`` (uint64), owned by the table.
+- Record sizes are multiples of 64 bytes; all int64/uint64 fields are 8-byte aligned so
+  single fields can be read and written atomically.
+- Prices are int64 ticks of the instrument, quantities int64 lots, fees int64 in
+  ``FEE_SCALE`` units of the quote asset, timestamps int64 ns (``*_ts``: realtime for
+  venue/local receive times, ``*_mono``: CLOCK_MONOTONIC).
+"""
+from __future__ import annotations
+
+import hashlib
+from enum import IntEnum
+
+import numpy as np
+
+#: Fees and money amounts are int64 in units of 1e-8 of the quote asset.
+FEE_SCALE = 100_000_000
+#: Book levels published per side in the book seqlock table.
+BOOK_DEPTH = 20
+#: Quote levels per side in the targets table.
+TARGET_LEVELS = 5
+#: Counters per process row in the process table.
+PROC_COUNTERS = 16
+
+
+def _padded(fields: list[tuple], size: int) -> np.dtype:
+    """A packed dtype from ``fields``, padded with a trailing ``_pad`` to exactly ``size`` bytes."""
+    dt = np.dtype(fields)
+    if dt.itemsize > size:
+        raise ValueError(f"record of {dt.itemsize} bytes does not fit {size}")
+    if dt.itemsize < size:
+        dt = np.dtype(fields + [("_pad", "u1", (size - dt.itemsize,))])
+    return dt
+
+
+def dtype_hash(dtype: np.dtype) -> int:
+    """A stable 64-bit hash of a dtype's names, formats, offsets and size (stored in headers)."""
+    desc = repr((dtype.itemsize, [(n, dtype.fields[n][0].str, dtype.fields[n][0].shape, dtype.fields[n][1]) for n in dtype.names]))
+    return int.from_bytes(hashlib.blake2b(desc.encode(), digest_size=8).digest(), "little")
+
+
+# --------------------------------------------------------------------------- market data
+
+class MdKind(IntEnum):
+    """What a MARKET_EVENT carries."""
+    BOOK_TOP = 1   # best bid/ask changed (prices/qtys in bid_*/ask_*)
+    TRADE = 2      # a public trade (price/qty in trade_*, side in `side`)
+    STATUS = 3     # feed/book status change (see MdStatus in `status`)
+
+
+class MdStatus(IntEnum):
+    """Book/feed status carried by STATUS events and by book rows."""
+    UNKNOWN = 0
+    SYNCING = 1    # waiting for snapshot / first diff
+    LIVE = 2       # in sync, tradeable
+    STALE = 3      # gap, crossed book, or silence: do not trade on it
+    DISCONNECTED = 4
+
+
+class Side(IntEnum):
+    NONE = 0
+    BUY = 1
+    SELL = 2
+
+
+MARKET_EVENT = _padded([
+    ("seq", "<u8"),          # ring-owned
+    ("md_seq", "<u8"),       # the feed's sequence number for this event (1, 2, ...)
+    ("kind", "u1"),          # MdKind
+    ("side", "u1"),          # Side of the aggressor for trades
+    ("instrument", "<u2"),   # index into the instrument table
+    ("status", "<u2"),       # MdStatus (STATUS events; book status otherwise)
+    ("venue", "<u2"),        # venue id (mmshm.venues registry)
+    ("venue_ts", "<i8"),     # venue event time, realtime ns
+    ("local_ts", "<i8"),     # local receive time, realtime ns
+    ("publish_mono", "<i8"), # monotonic ns when published (latency per stage)
+    ("update_id", "<u8"),    # venue book update id (Binance `u`) or 0
+    ("bid_px", "<i8"),
+    ("bid_qty", "<i8"),
+    ("ask_px", "<i8"),
+    ("ask_qty", "<i8"),
+    ("trade_px", "<i8"),
+    ("trade_qty", "<i8"),
+    ("trade_id", "<u8"),
+], 128)
+
+
+BOOK_ROW = _padded([
+    ("version", "<u8"),      # seqlock-owned
+    ("instrument", "<u2"),
+    ("status", "<u2"),       # MdStatus
+    ("n_bids", "<u2"),
+    ("n_asks", "<u2"),
+    ("md_seq", "<u8"),       # feed sequence of the event that produced this book
+    ("update_id", "<u8"),
+    ("venue_ts", "<i8"),
+    ("local_ts", "<i8"),
+    ("publish_mono", "<i8"),
+    ("bid_px", "<i8", (BOOK_DEPTH,)),
+    ("bid_qty", "<i8", (BOOK_DEPTH,)),
+    ("ask_px", "<i8", (BOOK_DEPTH,)),
+    ("ask_qty", "<i8", (BOOK_DEPTH,)),
+], 704)
+
+
+INSTRUMENT_ROW = _padded([
+    ("version", "<u8"),
+    ("instrument", "<u2"),
+    ("venue", "<u2"),
+    ("price_exp", "i1"),     # tick size = tick_mantissa * 10**price_exp
+    ("qty_exp", "i1"),       # lot size  = lot_mantissa  * 10**qty_exp
+    ("_r0", "u1", (2,)),
+    ("tick_mantissa", "<i8"),
+    ("lot_mantissa", "<i8"),
+    ("min_qty", "<i8"),      # lots
+    ("max_qty", "<i8"),      # lots
+    ("min_notional", "<i8"), # FEE_SCALE units of quote asset
+    ("maker_fee_ppm", "<i8"),# fee rate, parts per million (negative = rebate)
+    ("taker_fee_ppm", "<i8"),
+    ("symbol", "S16"),
+    ("quote_asset", "S8"),
+], 128)
+
+
+# --------------------------------------------------------------------------- trading
+
+class OrderEventKind(IntEnum):
+    """What an ORDER_EVENT reports; SENT kinds are the executor's own requests."""
+    NEW_SENT = 1
+    AMEND_SENT = 2
+    CANCEL_SENT = 3
+    ACK = 4            # venue accepted the new order
+    AMENDED = 5        # venue accepted a modify
+    REJECT = 6         # venue rejected a request (reason in `reason`)
+    FILL = 7           # a (partial) fill: fill_px/fill_qty/fee/trade_id
+    CANCELED = 8
+    EXPIRED = 9        # e.g. post-only (GTX) that would have crossed
+    CANCEL_REJECT = 10
+    RECONCILE = 11     # state merged from the venue at start-up/reconnect
+
+
+class OrderStatus(IntEnum):
+    PENDING_NEW = 1
+    NEW = 2
+    PARTIALLY_FILLED = 3
+    FILLED = 4
+    PENDING_CANCEL = 5
+    CANCELED = 6
+    REJECTED = 7
+    EXPIRED = 8
+
+
+ORDER_EVENT = _padded([
+    ("seq", "<u8"),          # ring-owned
+    ("kind", "u1"),          # OrderEventKind
+    ("side", "u1"),          # Side
+    ("instrument", "<u2"),
+    ("status", "u1"),        # OrderStatus after this event
+    ("flags", "u1"),         # bit0 post-only, bit1 reduce-only, bit2 maker (fills)
+    ("reason", "<i2"),       # venue error code for rejects (e.g. -5022), else 0
+    ("client_id", "<u8"),    # numeric client order id (unique across restarts)
+    ("venue_order_id", "<u8"),
+    ("price", "<i8"),        # ticks
+    ("qty", "<i8"),          # lots (order quantity)
+    ("filled_qty", "<i8"),   # cumulative lots filled
+    ("fill_px", "<i8"),      # ticks (FILL)
+    ("fill_qty", "<i8"),     # lots (FILL)
+    ("fee", "<i8"),          # FEE_SCALE units of quote asset (FILL; negative = rebate)
+    ("trade_id", "<u8"),     # venue trade id (FILL): fills are deduplicated by it
+    ("md_seq", "<u8"),       # market-data sequence the order was priced from
+    ("venue_ts", "<i8"),     # venue event/transaction time, realtime ns
+    ("local_ts", "<i8"),     # local time this event was observed, realtime ns
+    ("sent_mono", "<i8"),    # monotonic ns the request was written to the socket
+    ("event_mono", "<i8"),   # monotonic ns this event was published
+], 128)
+
+
+TARGET_ROW = _padded([
+    ("version", "<u8"),
+    ("instrument", "<u2"),
+    ("n_bids", "u1"),
+    ("n_asks", "u1"),
+    ("flags", "<u4"),        # bit0 pull all quotes
+    ("md_seq", "<u8"),       # market-data sequence the targets were priced from
+    ("quote_mono", "<i8"),   # monotonic ns the targets were written
+    ("md_publish_mono", "<i8"),  # publish_mono of the md event priced from (stage latency)
+    ("bid_px", "<i8", (TARGET_LEVELS,)),
+    ("bid_qty", "<i8", (TARGET_LEVELS,)),
+    ("ask_px", "<i8", (TARGET_LEVELS,)),
+    ("ask_qty", "<i8", (TARGET_LEVELS,)),
+], 256)
+
+
+class Mode(IntEnum):
+    """Risk modes in the control block, least to most restrictive."""
+    NORMAL = 0
+    WIDEN = 1
+    REDUCE_ONLY = 2
+    HALT = 3
+    FLATTEN = 4
+
+
+#: Row 0 of the control table is global; row 1 + i is instrument i.
+CONTROL_ROW = _padded([
+    ("version", "<u8"),
+    ("mode", "<u4"),          # Mode
+    ("reason", "<u4"),        # trigger code that set the mode (mmshm.risk)
+    ("updated_ts", "<i8"),    # realtime ns of the last change
+    ("heartbeat_mono", "<i8"),
+    ("limit_scale_bp", "<i8"),  # limits multiplier in basis points (10000 = 100%)
+    ("max_position", "<i8"),  # lots (instrument rows)
+    ("max_order_qty", "<i8"), # lots (instrument rows)
+    ("position", "<i8"),      # risk's view of the position, lots (instrument rows)
+    ("widen_bp", "<i8"),      # extra half-spread in bp when mode is WIDEN
+    ("flags", "<u8"),         # bit0 paused (SIGUSR2 / mmshm pause)
+], 128)
+
+
+# --------------------------------------------------------------------------- processes
+
+class ProcState(IntEnum):
+    FREE = 0
+    STARTING = 1
+    RUNNING = 2
+    PAUSED = 3
+    STOPPING = 4
+    STOPPED = 5
+    HALTED = 6
+
+
+PROCESS_ROW = _padded([
+    ("version", "<u8"),
+    ("pid", "<i8"),
+    ("role", "S16"),
+    ("state", "<u4"),         # ProcState
+    ("cpu", "<i4"),           # pinned CPU, -1 = not pinned
+    ("started_ts", "<i8"),    # realtime ns
+    ("heartbeat_mono", "<i8"),
+    ("heartbeat_count", "<u8"),
+    ("work_count", "<u8"),    # total work done by do_work()
+    ("idle_cycles", "<u8"),
+    ("counters", "<i8", (PROC_COUNTERS,)),
+], 256)
+
+
+class Verdict(IntEnum):
+    OK = 0
+    DEAD = 1        # pid gone
+    HUNG = 2        # heartbeat stale, pid alive
+    IDLE = 3        # heartbeat fresh, cursor still too long
+    SLOW_READER = 4 # lag growing
+    KILLED = 5      # the watchdog killed it
+
+
+VERDICT_ROW = _padded([
+    ("version", "<u8"),
+    ("pid", "<i8"),
+    ("role", "S16"),
+    ("verdict", "<u4"),       # Verdict
+    ("critical", "<u4"),
+    ("since_mono", "<i8"),
+    ("checked_mono", "<i8"),
+    ("heartbeat_age_ns", "<i8"),
+    ("halt", "<u8"),          # row 0 only: nonzero = watchdog HALT in force
+    ("reason", "S64"),
+], 192)
+
+
+ALL_RECORDS: dict[str, np.dtype] = {
+    "MARKET_EVENT": MARKET_EVENT,
+    "BOOK_ROW": BOOK_ROW,
+    "INSTRUMENT_ROW": INSTRUMENT_ROW,
+    "ORDER_EVENT": ORDER_EVENT,
+    "TARGET_ROW": TARGET_ROW,
+    "CONTROL_ROW": CONTROL_ROW,
+    "PROCESS_ROW": PROCESS_ROW,
+    "VERDICT_ROW": VERDICT_ROW,
+}
