@@ -1,0 +1,1 @@
+"""Binance USD-M futures adapter: constants, frame parsing, and the market-data book sync."""
