@@ -1,0 +1,55 @@
+"""Names for the ``PROC_COUNTERS`` counter slots of each process-table row.
+
+The row carries only numbers; this registry says which slot means what per role, so
+`mmshm status` and the exporter can print ``md_gaps=3`` instead of ``c1=3`` without
+asking the process. It lives in code (not shared memory) because every reader of the
+table imports mmshm anyway and names never change at run time. Owners of a role add or
+edit their role's tuple here (slot = position); unnamed slots show as ``c<N>``.
+"""
+from __future__ import annotations
+
+from mmshm.records import PROC_COUNTERS
+
+#: Counter slot names per role, by slot index.
+ROLE_COUNTERS: dict[str, tuple[str, ...]] = {
+    "feed": ("md_events", "md_gaps", "drops", "reconnects", "book_resyncs", "ring_laps"),
+    "quoter": ("quotes", "md_gaps", "drops", "stale_book", "pulls"),
+    "executor": ("orders_sent", "acks", "rejects", "fills", "cancels", "ring_full", "drops", "cancel_all"),
+    "risk": ("mode_changes", "limit_breaches", "md_gaps", "drops"),
+    "recorder": ("orders_journaled", "md_recorded", "md_gaps", "drops"),
+    "exporter": ("scrapes", "errors"),
+    "watchdog": ("checks", "verdict_changes", "kills", "halts", "kill_errors", "segment_errors"),
+}
+
+
+def register_counters(role: str, names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Name ``role``'s counter slots (in-process; for roles not listed above, e.g. tests)."""
+    names = tuple(names)
+    if len(names) > PROC_COUNTERS:
+        raise ValueError(f"role {role!r} names {len(names)} counters; a row has {PROC_COUNTERS}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"role {role!r} has duplicate counter names: {names}")
+    ROLE_COUNTERS[role] = names
+    return names
+
+
+def counter_names(role: str) -> tuple[str, ...]:
+    """All ``PROC_COUNTERS`` slot names for ``role`` (unnamed slots are ``c<N>``)."""
+    named = ROLE_COUNTERS.get(role, ())
+    return tuple(named[i] if i < len(named) else f"c{i}" for i in range(PROC_COUNTERS))
+
+
+def counter_index(role: str, name: str) -> int:
+    """Slot of counter ``name`` for ``role``; ``KeyError`` naming the known ones otherwise."""
+    names = ROLE_COUNTERS.get(role, ())
+    try:
+        return names.index(name)
+    except ValueError:
+        raise KeyError(f"role {role!r} has no counter {name!r}; known: {', '.join(names) or 'none'}") from None
+
+
+def named_counters(role: str, values) -> dict[str, int]:
+    """``{name: value}`` for the nonzero or named slots of a row's ``counters`` array."""
+    names = counter_names(role)
+    named = ROLE_COUNTERS.get(role, ())
+    return {names[i]: int(v) for i, v in enumerate(values) if i < len(named) or int(v) != 0}

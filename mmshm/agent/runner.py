@@ -1,0 +1,328 @@
+"""The agent runner: the duty cycle every mmshm process runs in.
+
+One runner per process. It pins the process, claims the process's row in the shared
+process table, starts the agents, then loops: act on signal flags, ``do_work()``, write
+the heartbeat into its row, ping systemd's watchdog when due, idle. On stop (SIGTERM,
+SIGINT, an agent error) it tells systemd STOPPING=1, runs the stop hook (the executor's
+cancel-all), closes the agents and marks its row STOPPED.
+
+Signal handlers only set flags (``mmshm.agent.signals``); everything they ask for
+happens here, between two duty cycles, never in the middle of one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable, Sequence
+
+from mmshm.agent.base import Agent, CompositeAgent
+from mmshm.agent.idle import IdleStrategy, make_idle
+from mmshm.agent.pinning import pin_current_process
+from mmshm.agent.proctable import DEFAULT_ROWS, ProcessSlot, ProcessTable
+from mmshm.agent.sdnotify import SdNotifier
+from mmshm.agent import signals as sig
+from mmshm.records import ProcState
+
+log = logging.getLogger("mmshm.agent")
+
+Hook = Callable[[], object]
+
+
+def default_instance() -> str:
+    """The instance name: ``$MMSHM_INSTANCE`` or ``main``."""
+    return os.environ.get("MMSHM_INSTANCE") or "main"
+
+
+class AgentRunner:
+    """Runs ``agents`` in one duty cycle until stopped; see the module docstring.
+
+    An agent (or each agent of a composite) may define ``bind_runner(runner)``: it is called
+    once, after pinning and the row claim and before ``on_start``, so the agent can keep
+    ``runner.counters`` (its row's counter slots) and read ``runner.paused``/``halted``.
+
+    Hooks (all optional, all called from the duty-cycle thread, never from a handler):
+
+    - ``on_stop()``: before the agents close on a stop (cancel-all goes here); runs on
+      every exit path, including an agent raising.
+    - ``on_halt()``: once, when SIGUSR1 (or ``request_halt``) latches the halt flag.
+    - ``on_pause(paused: bool)``: on every SIGUSR2 toggle.
+    - ``on_reload()``: on SIGHUP.
+
+    ``skip_work_when_paused``: when True a paused runner stops calling ``do_work`` (but
+    keeps heartbeating); by default agents keep running and read ``runner.paused``, since
+    pausing quoting must not stop market data or order acknowledgements.
+    """
+
+    def __init__(
+        self,
+        agents: Agent | Sequence[Agent],
+        idle: IdleStrategy | None = None,
+        role: str = "agent",
+        cpu: int | None = None,
+        proc_table: ProcessTable | None = None,
+        *,
+        notifier: SdNotifier | None = None,
+        on_stop: Hook | None = None,
+        on_halt: Hook | None = None,
+        on_pause: Callable[[bool], object] | None = None,
+        on_reload: Hook | None = None,
+        flags: sig.SignalFlags | None = None,
+        install_signals: bool = True,
+        skip_work_when_paused: bool = False,
+        status_interval_s: float = 10.0,
+        n_processes: int | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        if isinstance(agents, (list, tuple)):
+            agent: Agent = agents[0] if len(agents) == 1 else CompositeAgent(agents)
+        else:
+            agent = agents  # type: ignore[assignment]
+        self.agent = agent
+        self.idle = idle if idle is not None else make_idle(None, n_processes)
+        self.role = role
+        self.cpu = cpu
+        self.proc_table = proc_table
+        self.notifier = notifier if notifier is not None else SdNotifier()
+        self.on_stop = on_stop
+        self.on_halt = on_halt
+        self.on_pause = on_pause
+        self.on_reload = on_reload
+        self.flags = flags if flags is not None else sig.SignalFlags()
+        self.install_signals = install_signals
+        self.skip_work_when_paused = skip_work_when_paused
+        self.status_interval_ns = int(status_interval_s * 1e9)
+        self._clock = clock
+        self.slot: ProcessSlot | None = None
+        self.work_count = 0
+        self.idle_cycles = 0
+        self.cycles = 0
+        self.exit_reason = ""
+        self._halt_handled = False
+        self._paused_seen = False
+        self._previous_handlers: dict = {}
+
+    # ------------------------------------------------------------------ flags, from code
+    @property
+    def paused(self) -> bool:
+        return self.flags.paused
+
+    @property
+    def halted(self) -> bool:
+        return self.flags.halt
+
+    def request_stop(self) -> None:
+        self.flags.request_stop()
+
+    def request_halt(self) -> None:
+        self.flags.request_halt()
+
+    def clear_halt(self) -> None:
+        """Lift the process-local halt latch (an operator decision; never automatic)."""
+        self.flags.halt = False
+
+    @property
+    def counters(self):
+        """The row's int64 counter slots (``mmshm.agent.counters`` names them); None without a table."""
+        return None if self.slot is None else self.slot.counters
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        """Run until stopped. Returns the exit code: 0 on a requested stop, 1 on an error."""
+        code = 1
+        started = False
+        try:
+            self._setup()
+            self.agent.on_start()
+            started = True
+            self._set_state(self._current_state())
+            self.notifier.ready(status=self._status_text())
+            log.info("agent runner started", extra={"role": self.role, "agent": self.agent.name})
+            self._loop()
+            code = 0
+            self.exit_reason = _stop_reason(self.flags)
+        except KeyboardInterrupt:  # only without our handlers (install_signals=False)
+            code = 0
+            self.exit_reason = "KeyboardInterrupt"
+        except Exception as exc:
+            self.exit_reason = f"{type(exc).__name__}: {exc}"
+            log.exception("agent runner failed", extra={"role": self.role})
+        finally:
+            # Also on SystemExit and friends: cancel-all must run on every way out.
+            self._shutdown(started)
+        return code
+
+    def _setup(self) -> None:
+        if self.install_signals:
+            self._previous_handlers = sig.install(self.flags)
+        if self.cpu is not None:
+            pin_current_process(self.cpu)
+        if self.proc_table is not None:
+            self.slot = self.proc_table.claim(self.role, cpu=-1 if self.cpu is None else self.cpu)
+        self._paused_seen = self.flags.paused
+        bind = getattr(self.agent, "bind_runner", None)
+        if bind is not None:
+            bind(self)
+
+    def _loop(self) -> None:
+        flags = self.flags
+        agent = self.agent
+        idle = self.idle
+        slot = self.slot
+        notifier = self.notifier
+        clock = self._clock
+        ping = notifier.maybe_ping if notifier.watchdog_enabled else None
+        status_every = self.status_interval_ns if notifier.enabled else 0
+        next_status = clock() + status_every
+        skip_paused = self.skip_work_when_paused
+        while not flags.stop:
+            if flags.halt != self._halt_handled or flags.paused != self._paused_seen or flags.reload_pending:
+                self._handle_flags()
+                if flags.stop:
+                    break
+            if skip_paused and flags.paused:
+                work = 0
+            else:
+                work = agent.do_work()
+            now = clock()
+            self.cycles += 1
+            if work > 0:
+                self.work_count += work
+            else:
+                self.idle_cycles += 1
+            if slot is not None:
+                slot.heartbeat(now, self.work_count, self.idle_cycles)
+            if ping is not None:
+                ping(now)
+            if status_every and now >= next_status:
+                notifier.status(self._status_text())
+                next_status = now + status_every
+            idle.idle(work)
+
+    def _handle_flags(self) -> None:
+        """Act on what the signal handlers asked for (between duty cycles)."""
+        flags = self.flags
+        if flags.halt and not self._halt_handled:
+            self._halt_handled = True
+            log.warning("emergency halt requested", extra={"role": self.role})
+            self._set_state(self._current_state())
+            self.notifier.status(self._status_text())
+            if self.on_halt is not None:
+                self.on_halt()
+        elif not flags.halt and self._halt_handled:  # cleared from code (clear_halt)
+            self._halt_handled = False
+            log.warning("halt cleared", extra={"role": self.role})
+            self._set_state(self._current_state())
+        if flags.paused != self._paused_seen:
+            self._paused_seen = flags.paused
+            log.warning("paused" if flags.paused else "resumed", extra={"role": self.role})
+            self._set_state(self._current_state())
+            self.notifier.status(self._status_text())
+            if self.on_pause is not None:
+                self.on_pause(flags.paused)
+        while flags.take_reload():
+            log.info("reload requested", extra={"role": self.role})
+            if self.on_reload is not None:
+                self.on_reload()
+
+    def _shutdown(self, started: bool) -> None:
+        """STOPPING=1, stop hook, on_close, row STOPPED; each step runs even if one fails."""
+        self.notifier.stopping(status=f"{self.role}: stopping ({self.exit_reason or 'stop'})")
+        self._set_state(ProcState.STOPPING)
+        if self.on_stop is not None:
+            try:
+                self.on_stop()
+            except Exception:
+                log.exception("stop hook failed", extra={"role": self.role})
+        if started:
+            try:
+                self.agent.on_close()
+            except Exception:
+                log.exception("agent close failed", extra={"role": self.role})
+        if self.slot is not None:
+            try:
+                self.slot.release(self._clock())
+            except Exception:
+                log.exception("could not mark process row stopped", extra={"role": self.role})
+        if self._previous_handlers:
+            sig.restore(self._previous_handlers)
+            self._previous_handlers = {}
+        self.notifier.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _current_state(self) -> ProcState:
+        if self.flags.halt:
+            return ProcState.HALTED
+        if self.flags.paused:
+            return ProcState.PAUSED
+        return ProcState.RUNNING
+
+    def _set_state(self, state: ProcState) -> None:
+        if self.slot is not None:
+            self.slot.set_state(state, self._clock())
+
+    def _status_text(self) -> str:
+        state = self._current_state().name.lower()
+        return (f"{self.role}: {state}, work={self.work_count} cycles={self.cycles} "
+                f"idle={self.idle.name}")
+
+
+def _stop_reason(flags: sig.SignalFlags) -> str:
+    if flags.stop_signal is not None:
+        import signal
+
+        return f"signal {signal.Signals(flags.stop_signal).name}"
+    return "stop requested"
+
+
+def run_agents(
+    role: str,
+    agents: Agent | Sequence[Agent],
+    *,
+    instance: str | None = None,
+    cpu: int | None = None,
+    idle: IdleStrategy | None = None,
+    idle_kind: str | None = None,
+    idle_options: dict | None = None,
+    n_processes: int | None = None,
+    use_proc_table: bool = True,
+    proc_rows: int | None = None,
+    **runner_kwargs,
+) -> int:
+    """The entry point every ``procs/<role>.py`` main calls; returns the exit code.
+
+    Opens (creating if needed) the instance's process table, builds the idle strategy
+    (``idle`` as given, else ``make_idle(idle_kind)``, where ``$MMSHM_IDLE`` wins), runs an
+    ``AgentRunner`` and closes the table. ``runner_kwargs`` go to ``AgentRunner``
+    (``on_stop``, ``on_halt``, ``on_pause``, ``on_reload``, ``notifier``, ...).
+    """
+    if idle is None:
+        idle = make_idle(idle_kind, n_processes, **(idle_options or {}))
+    table = None
+    if use_proc_table:
+        table = ProcessTable.open(instance or default_instance(), proc_rows or DEFAULT_ROWS)
+    try:
+        runner = AgentRunner(agents, idle, role, cpu, table, n_processes=n_processes, **runner_kwargs)
+        return runner.run()
+    finally:
+        if table is not None:
+            table.close()
+
+
+def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> int:
+    """``run_agents`` with the role's settings from an ``mmshm.config.Config``.
+
+    Takes the instance, the role's CPU (``[cpus]``), idle strategy and backoff parameters
+    (``[idle]``) and the process-table size (``segments.procs_rows``); ``kwargs`` override
+    or add (hooks, ``n_processes``...).
+    """
+    idle_cfg = config.idle
+    kwargs.setdefault("instance", config.instance)
+    kwargs.setdefault("cpu", config.role_cpu(role))
+    kwargs.setdefault("idle_kind", config.role_idle(role))
+    kwargs.setdefault("idle_options", {
+        "max_spins": idle_cfg.spins, "max_yields": idle_cfg.yields,
+        "min_park_ns": idle_cfg.min_park_ns, "max_park_ns": idle_cfg.max_park_ns,
+    })
+    kwargs.setdefault("proc_rows", config.segments.procs_rows)
+    return run_agents(role, agents, **kwargs)
