@@ -1,0 +1,169 @@
+"""Targets versus working orders → the smallest list of venue actions.
+
+For each side: target levels that a working order already satisfies (price within
+``px_tol`` ticks, remaining within ``qty_tol`` lots) are left alone; the remaining
+targets and orders are paired best-price-first and each pair becomes one *amend*
+(Binance ``PUT /fapi/v1/order`` changes price and quantity of a LIMIT order in one
+request, versus two for cancel + new); what is left over becomes places or cancels.
+The pull flag of the target row cancels everything. Actions are then cut into venue
+batches (Binance batchOrders: at most 5 orders per request).
+
+Orders in PENDING_CANCEL are ignored (already going away); orders still PENDING_NEW or
+with an amend in flight count as working but are never amended again until the venue
+has answered (a second amend on an unacknowledged order is exactly the race the state
+machine would have to untangle).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from mmshm.execution.orders import Order
+from mmshm.records import OrderStatus as S, Side, TARGET_ROW
+
+TARGET_FLAG_PULL = 1
+#: Binance USD-M batchOrders limit (place and modify); batch cancel takes up to 10 ids.
+MAX_BATCH = 5
+MAX_CANCEL_BATCH = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    price: int
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    instrument: int
+    side: Side
+    price: int
+    qty: int
+    md_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Amend:
+    client_id: str
+    instrument: int
+    side: Side
+    price: int
+    qty: int          # new *total* order quantity (already filled + wanted remaining)
+    md_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    client_id: str
+    instrument: int
+    side: Side
+
+
+@dataclass(slots=True)
+class Actions:
+    places: list[Place] = field(default_factory=list)
+    amends: list[Amend] = field(default_factory=list)
+    cancels: list[Cancel] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.places or self.amends or self.cancels)
+
+    @property
+    def n_orders(self) -> int:
+        """Order-count cost (each place/amend/cancel is one order unit at Binance)."""
+        return len(self.places) + len(self.amends) + len(self.cancels)
+
+    def batches(self, max_batch: int = MAX_BATCH, max_cancel_batch: int = MAX_CANCEL_BATCH
+                ) -> list[tuple[str, list]]:
+        """``[("cancel", [...]), ("amend", [...]), ("place", [...])]`` chunks, cancels first.
+
+        Cancels go first so a place never momentarily doubles our exposure; amends next
+        (they keep their slot in the venue's order count), places last.
+        """
+        out: list[tuple[str, list]] = []
+        for name, items, n in (("cancel", self.cancels, max_cancel_batch),
+                               ("amend", self.amends, max_batch), ("place", self.places, max_batch)):
+            for i in range(0, len(items), n):
+                out.append((name, items[i:i + n]))
+        return out
+
+
+def target_levels(row: np.void, side: Side) -> list[Level]:
+    """Non-empty target levels of one side of a TARGET_ROW, as given (best first)."""
+    if side == Side.BUY:
+        n, px, q = int(row["n_bids"]), row["bid_px"], row["bid_qty"]
+    else:
+        n, px, q = int(row["n_asks"]), row["ask_px"], row["ask_qty"]
+    return [Level(int(px[i]), int(q[i])) for i in range(min(n, len(px))) if q[i] > 0 and px[i] > 0]
+
+
+def _better(side: Side, a: int, b: int) -> bool:
+    return a > b if side == Side.BUY else a < b
+
+
+def diff_side(instrument: int, side: Side, targets: Sequence[Level], working: Iterable[Order],
+              md_seq: int, px_tol: int = 0, qty_tol: int = 0, amend: bool = True) -> Actions:
+    """Actions that bring one side's working orders to ``targets`` (see module doc)."""
+    acts = Actions()
+    live = [o for o in working if o.status in (S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED)]
+    sort_key = (lambda p: -p) if side == Side.BUY else (lambda p: p)
+    live.sort(key=lambda o: sort_key(o.price))
+    tg = sorted(targets, key=lambda lv: sort_key(lv.price))
+    # 1. keep orders that already satisfy a target (closest price wins)
+    free = list(live)
+    unmatched_t: list[Level] = []
+    for lv in tg:
+        best = None
+        for o in free:
+            if abs(o.price - lv.price) <= px_tol and abs(o.remaining - lv.qty) <= qty_tol:
+                if best is None or abs(o.price - lv.price) < abs(best.price - lv.price):
+                    best = o
+        if best is None:
+            unmatched_t.append(lv)
+        else:
+            free.remove(best)
+    # 2. pair leftovers best-first: amend where allowed, else cancel + place
+    amendable = [o for o in free if amend and o.status in (S.NEW, S.PARTIALLY_FILLED)
+                 and o.pending_amend is None]
+    rest = [o for o in free if o not in amendable]
+    for lv in unmatched_t:
+        if amendable:
+            o = amendable.pop(0)
+            acts.amends.append(Amend(o.client_id, instrument, side, lv.price, o.filled_qty + lv.qty, md_seq))
+        else:
+            acts.places.append(Place(instrument, side, lv.price, lv.qty, md_seq))
+    for o in amendable + rest:
+        acts.cancels.append(Cancel(o.client_id, instrument, side))
+    return acts
+
+
+def diff(row: np.void, working: Iterable[Order], px_tol: int = 0, qty_tol: int = 0,
+         amend: bool = True) -> Actions:
+    """Actions for one instrument's TARGET_ROW against its working orders (both sides)."""
+    if row.dtype != TARGET_ROW:
+        raise TypeError("diff expects a TARGET_ROW record")
+    inst = int(row["instrument"])
+    md_seq = int(row["md_seq"])
+    mine = [o for o in working if o.instrument == inst]
+    out = Actions()
+    pull = bool(int(row["flags"]) & TARGET_FLAG_PULL)
+    for side in (Side.BUY, Side.SELL):
+        orders = [o for o in mine if o.side == side]
+        if pull:
+            out.cancels.extend(Cancel(o.client_id, inst, side) for o in orders
+                               if o.status in (S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED))
+            continue
+        a = diff_side(inst, side, target_levels(row, side), orders, md_seq, px_tol, qty_tol, amend)
+        out.places += a.places
+        out.amends += a.amends
+        out.cancels += a.cancels
+    return out
+
+
+def request_count(actions: Actions, batched: bool = True) -> int:
+    """Venue requests needed: batched (≤5 per place/amend batch, ≤10 per cancel) or one each."""
+    if not batched:
+        return actions.n_orders
+    return len(actions.batches())
