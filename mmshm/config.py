@@ -39,6 +39,7 @@ from types import MappingProxyType, NoneType, UnionType
 from typing import Any, Iterator, Mapping, Sequence
 
 from mmshm.log import mask, register_secret
+from mmshm.records import TARGET_LEVELS
 
 #: Every process role, in start order. ``[cpus]``, ``[idle]`` and the watchdog's
 #: per-role tables have one key per role.
@@ -48,6 +49,9 @@ VENUES: tuple[str, ...] = ("sim", "binance-usdm", "hyperliquid", "replay")
 IDLE_STRATEGIES: tuple[str, ...] = ("busy", "yield", "sleep")
 RISK_ACTIONS: tuple[str, ...] = ("alert", "widen", "pull", "reduce_only", "pause", "halt", "flatten")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: ``[quoter] model`` values and the ``mmshm.strategy.params.Model`` member each selects.
+QUOTER_MODELS: tuple[str, ...] = ("fixed", "avellaneda_stoikov", "glft")
+_MODEL_ENUM = {"fixed": "FIXED", "avellaneda_stoikov": "AS", "glft": "GLFT"}
 
 #: MMSHM_* environment variables that are not configuration keys (never parsed as such).
 RESERVED_ENV: frozenset[str] = frozenset({
@@ -171,26 +175,47 @@ class FeedConfig:
 
 @dataclass(frozen=True)
 class QuoterConfig:
-    """Pricing model, ladder and signals."""
+    """Pricing model, ladder and signals.
 
-    model: str = _f("avellaneda_stoikov", "pricing model", choices=("fixed", "avellaneda_stoikov", "glft"))
+    Keys and units are those of :class:`mmshm.strategy.params.QuoterParams` (prices in bp
+    of the fair value, sigma in bp/sqrt(s), sizes in lots), so the quoter builds its
+    parameters with ``QuoterParams(**quoter_params_kwargs(cfg))``.
+    """
+
+    model: str = _f("fixed", "pricing model", choices=QUOTER_MODELS)
     fair_value: str = _f("microprice", "fair value", choices=("mid", "microprice"))
-    spread_bps: float = _f(5.0, "full quoted spread for model=fixed; floor for the others", ge=0)
-    gamma: float = _f(0.1, "risk aversion (AS, GLFT)", gt=0)
-    horizon_s: float = _f(60.0, "T - t of the AS model", gt=0)
-    levels: int = _f(3, "quote levels per side", ge=1, le=5)
-    level_spacing_bps: float = _f(2.0, "distance between ladder levels", ge=0)
-    size_lots: int = _f(1, "quantity per level, in lots", ge=1)
-    min_qty_pad: float = _f(1.1, "factor over min qty / min notional", ge=1.0)
-    inventory_skew_bps: float = _f(2.0, "fair-value skew at max position, bps", ge=0)
-    vol_halflife_s: float = _f(30.0, "EWMA half-life of the volatility estimate", gt=0)
-    vol_horizon_s: float = _f(1.0, "horizon the volatility (bps) is stated for", gt=0)
-    imbalance_weight_bps: float = _f(0.0, "fair-value shift per unit book imbalance, bps")
-    leadlag_weight: float = _f(0.0, "weight of the reference venue's lead, 0..1", ge=0, le=1)
-    leadlag_venue: str = _f("", "reference venue for the lead-lag signal (empty = off)")
-    cascade_threshold: float = _f(1.5, "cascade severity above which quotes are widened/pulled", gt=0)
-    cascade_widen_factor: float = _f(2.0, "spread multiplier while a cascade is detected", ge=1)
-    post_only: bool = _f(True, "never cross the opposite best")
+    half_spread_bp: float = _f(2.0, "half-spread of model=fixed, bp", gt=0)
+    inventory_skew_bp: float = _f(2.0, "fair value shifted by -skew * position / max position, bp", ge=0)
+    gamma: float = _f(0.1, "risk aversion per (bp * unit) (AS, GLFT)", gt=0)
+    horizon_s: float = _f(60.0, "T - t of Avellaneda-Stoikov, s", gt=0)
+    arrival_a: float = _f(1.0, "A of lambda(d) = A exp(-k d), 1/s (initial; fitted online)", gt=0)
+    arrival_k: float = _f(0.5, "k, 1/bp (initial; fitted online)", gt=0)
+    glft_delta: float = _f(1.0, "GLFT order size Delta, units", gt=0)
+    unit_lots: int = _f(0, "lots per inventory unit (0 = first ladder level size)", ge=0)
+    min_half_spread_bp: float = _f(0.5, "half-spread floor per side, bp", gt=0)
+    max_half_spread_bp: float = _f(100.0, "half-spread cap per side, bp", gt=0)
+    vol_half_life_s: float = _f(30.0, "EWMA half-life of the volatility (bp/sqrt(s))", gt=0)
+    vol_prior_bp: float = _f(1.0, "sigma used until vol_warmup_s of data is seen", gt=0)
+    vol_warmup_s: float = _f(5.0, "volatility warm-up, s", ge=0)
+    levels: int = _f(3, "quote levels per side", ge=1, le=TARGET_LEVELS)
+    level_spacing_bp: float = _f(1.0, "distance between ladder levels, bp", ge=0)
+    level_sizes: tuple[int, ...] = _f(factory=lambda: (1, 1, 2, 2, 3), doc="lots per level", ge=1)
+    imbalance_levels: int = _f(5, "book levels in the imbalance signal", ge=1, le=20)
+    imbalance_weight_bp: float = _f(0.0, "fair-value shift per unit imbalance, bp", ge=0)
+    leadlag_weight: float = _f(0.0, "fraction of the reference venue's lead applied", ge=0)
+    leadlag_max_bp: float = _f(10.0, "lead-lag shift cap, bp", ge=0)
+    leadlag_half_life_s: float = _f(30.0, "EWMA of the basis between venues, s", gt=0)
+    leadlag_max_age_ms: float = _f(1000.0, "reference older than this: signal 0", ge=0)
+    cascade_half_life_s: float = _f(2.0, "cascade detector decay, s", gt=0)
+    cascade_through_scale_bp_s: float = _f(5.0, "trade-through velocity giving severity 1.0", gt=0)
+    cascade_volume_ratio_scale: float = _f(5.0, "fast/slow volume ratio giving severity 1.0", gt=0)
+    cascade_vol_burst_scale: float = _f(3.0, "fast/slow vol ratio giving severity 1.0", gt=0)
+    cascade_widen_at: float = _f(1.0, "severity at which quotes widen", ge=0)
+    cascade_widen_bp: float = _f(5.0, "extra half-spread while widened, bp", ge=0)
+    cascade_pull_at: float = _f(1.5, "severity above which quotes are pulled", ge=0)
+    widen_bp: float = _f(5.0, "extra half-spread in WIDEN mode when control gives 0, bp", ge=0)
+    max_book_age_ms: float = _f(5000.0, "book older than this: pull (0 = off)", ge=0)
+    min_qty_pad: float = _f(0.1, "below-minimum sizes raised to min * (1 + pad)", ge=0)
 
 
 @dataclass(frozen=True)
@@ -234,41 +259,58 @@ class ExecutorConfig:
     """Order management: amend tolerances, timeouts, dead-man switch, batching."""
 
     price_tolerance_ticks: int = _f(0, "leave an order alone if its price is within this", ge=0)
-    size_tolerance_pct: float = _f(10.0, "leave an order alone if its size is within this %", ge=0, le=100)
+    size_tolerance_lots: int = _f(0, "leave an order alone if its size is within this", ge=0)
     prefer_amend: bool = _f(True, "modify instead of cancel + new where the venue allows")
-    pending_timeout_ms: int = _f(2000, "pending state longer than this -> query, then cancel-all", ge=1)
+    pending_timeout_ms: int = _f(5000, "pending state longer than this -> query, then cancel-all", ge=1)
     deadman_countdown_ms: int = _f(10_000, "venue countdown cancel-all timer", ge=1000)
     deadman_refresh_ms: int = _f(3000, "how often the countdown is refreshed (< countdown)", ge=100)
     batch_size: int = _f(5, "orders per batch request (Binance allows 5)", ge=1, le=5)
     prefer_ws: bool = _f(True, "order entry over the WebSocket API, REST as fallback")
     cancel_all_timeout_s: float = _f(10.0, "budget for a verified cancel-all", gt=0)
     request_timeout_s: float = _f(5.0, "timeout of one venue request", gt=0)
+    cancel_retry_backoff_s: float = _f(0.05, "first backoff between per-order cancel retries", gt=0)
     breaker_failures: int = _f(3, "consecutive 429/5xx/timeouts that open the breaker", ge=1)
-    breaker_backoff_base_s: float = _f(1.0, "first breaker backoff", gt=0)
-    breaker_backoff_max_s: float = _f(60.0, "longest breaker backoff", gt=0)
+    breaker_rejects: int = _f(20, "rejects within breaker_reject_window_s that open the breaker", ge=1)
+    breaker_reject_window_s: float = _f(1.0, "window of the reject count", gt=0)
+    breaker_backoff_base_s: float = _f(0.1, "first breaker backoff (exponential, jittered)", gt=0)
+    breaker_backoff_max_s: float = _f(30.0, "longest breaker backoff", gt=0)
 
 
-_HeartbeatTimeouts = _roles_table(
-    "HeartbeatTimeoutsMs", "heartbeat older than this (ms) with the pid alive = hung",
-    {"feed": 2000, "quoter": 2000, "executor": 3000, "risk": 2000, "watchdog": 5000,
-     "recorder": 5000, "exporter": 10_000}, "int", ge=1)
+_RoleTimeouts = _roles_table(
+    "RoleTimeoutsS", "per-role heartbeat timeout, s (none = watchdog.heartbeat_timeout_s)",
+    {"feed": None, "quoter": None, "executor": 3.0, "risk": None, "watchdog": 5.0,
+     "recorder": 5.0, "exporter": 10.0}, "float | None", gt=0)
 _IdleLimits = _roles_table(
-    "IdleLimitsMs", "writer cursor still for longer than this (ms) = idle (none = not checked)",
-    {"feed": 10_000, "quoter": None, "executor": None, "risk": None, "watchdog": None,
-     "recorder": None, "exporter": None}, "int | None", ge=1)
+    "IdleLimitsS", "fresh heartbeat but every written segment still this long (s) = idle "
+    "(none = never idle)",
+    {"feed": 30.0, "quoter": None, "executor": None, "risk": None, "watchdog": None,
+     "recorder": None, "exporter": None}, "float | None", gt=0)
 
 
 @dataclass(frozen=True)
 class WatchdogConfig:
-    """Supervision of every process through the process table and segment headers."""
+    """Supervision of every process through the process table and segment headers.
 
-    interval_ms: int = _f(100, "check interval (the watchdog sleeps between checks)", ge=1)
-    heartbeat_timeout_ms: _HeartbeatTimeouts = _f(factory=_HeartbeatTimeouts, doc="per-role hung timeout")  # type: ignore[valid-type]
-    idle_limit_ms: _IdleLimits = _f(factory=_IdleLimits, doc="per-role idle limit")  # type: ignore[valid-type]
+    Keys are those of :class:`mmshm.monitor.policy.WatchdogPolicy`:
+    ``WatchdogPolicy.from_mapping(section_mapping(cfg.watchdog))``.
+    """
+
+    interval_s: float = _f(0.25, "check interval (the watchdog sleeps between checks)", gt=0)
+    heartbeat_timeout_s: float = _f(2.0, "heartbeat older than this with the pid alive = hung", gt=0)
+    role_timeouts: _RoleTimeouts = _f(factory=_RoleTimeouts, doc="per-role hung timeout")  # type: ignore[valid-type]
+    starting_timeout_s: float = _f(30.0, "hung timeout while STARTING (venue connect)", gt=0)
+    stopping_timeout_s: float = _f(60.0, "hung timeout while STOPPING (cancel-all)", gt=0)
+    idle_limits: _IdleLimits = _f(factory=_IdleLimits, doc="per-role idle limit")  # type: ignore[valid-type]
     critical_roles: tuple[str, ...] = _f(factory=lambda: ("feed", "quoter", "risk"),
                                          doc="roles whose death or hang raises HALT", choices=ROLES)
     kill_hung: bool = _f(True, "kill processes found hung")
     kill_signal: str = _f("SIGKILL", "signal sent to a hung process")
+    halt_on_critical: bool = _f(True, "raise HALT when a critical role is dead, hung or killed")
+    auto_clear_halt_s: float | None = _f(None, "clear the watchdog HALT after this long with all "
+                                         "critical roles OK (none = only SIGHUP clears it)", gt=0)
+    slow_reader_checks: int = _f(3, "checks with growing lag before a reader is slow", ge=1)
+    slow_reader_min_lag: int = _f(1024, "minimum lag (messages) of a slow reader", ge=0)
+    pid_reuse_tolerance_s: float = _f(2.0, "start-time slack when detecting a reused pid", gt=0)
 
 
 @dataclass(frozen=True)
@@ -620,6 +662,17 @@ def _cross_checks(values: Mapping[str, Any], sources: Mapping[str, str]) -> list
          "idle.min_park_ns", "idle.max_park_ns", "<=")
     need(values["feed.publish_levels"] <= values["feed.book_depth"],
          "feed.publish_levels", "feed.book_depth", "<=")
+    need(values["quoter.min_half_spread_bp"] <= values["quoter.max_half_spread_bp"],
+         "quoter.min_half_spread_bp", "quoter.max_half_spread_bp", "<=")
+    if len(values["quoter.level_sizes"]) < values["quoter.levels"]:
+        problems.append(f"quoter.level_sizes = {list(values['quoter.level_sizes'])} (from "
+                        f"{sources['quoter.level_sizes']}): expected at least quoter.levels = "
+                        f"{values['quoter.levels']} sizes (from {sources['quoter.levels']})")
+    tau = values["quoter.vol_half_life_s"] / math.log(2.0)
+    if values["quoter.vol_warmup_s"] >= tau:
+        problems.append(f"quoter.vol_warmup_s = {values['quoter.vol_warmup_s']} (from "
+                        f"{sources['quoter.vol_warmup_s']}): expected below vol_half_life_s/ln 2 = "
+                        f"{tau:.3g} s, or the volatility never warms up")
     n_sym = len(values["venue.symbols"])
     for key in ("segments.book_rows", "segments.instruments_rows", "segments.targets_rows"):
         if values[key] < n_sym:
@@ -889,6 +942,34 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
     return load_config(None, None, None, None, env if env is not None else {})
 
 
+# --------------------------------------------------------------------------- glue to the parts
+
+def section_mapping(section: Any) -> dict[str, Any]:
+    """A section as a plain dict for the parts' ``from_mapping``-style constructors.
+
+    Nested per-role tables become dicts without their unset ("none") roles, so
+    ``WatchdogPolicy.from_mapping(section_mapping(cfg.watchdog))`` sees only real overrides.
+    """
+    out: dict[str, Any] = {}
+    for f in _schema_fields(type(section)):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = {k: v for k, v in section_mapping(value).items() if v is not None}
+        else:
+            out[f.name] = value
+    return out
+
+
+def quoter_params_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments for ``mmshm.strategy.params.QuoterParams`` from ``[quoter]``."""
+    from mmshm.strategy.params import FairValue, Model  # the strategy is optional to config users
+
+    kw = section_mapping(cfg.quoter)
+    kw["model"] = Model[_MODEL_ENUM[cfg.quoter.model]]
+    kw["fair_value"] = FairValue[cfg.quoter.fair_value.upper()]
+    return kw
+
+
 # --------------------------------------------------------------------------- argparse glue
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -994,5 +1075,5 @@ def load_credentials(env: Mapping[str, str] | None = None, required: bool = Fals
 __all__ = [
     "BUILTIN_PROFILES", "Config", "ConfigError", "Credentials", "IDLE_STRATEGIES", "MODES",
     "ROLES", "VENUES", "add_config_arguments", "config_from_args", "default_config",
-    "leaf_keys", "load_config", "load_credentials",
+    "leaf_keys", "load_config", "load_credentials", "quoter_params_kwargs", "section_mapping",
 ]

@@ -81,8 +81,8 @@ def test_env_scheme_and_parsing():
         "MMSHM_INSTANCE": "007",  # strings are taken verbatim, not as the number 7
         "MMSHM_VENUE__SYMBOLS": "BTCUSDT, ETHUSDT",
         "MMSHM_CPUS__FEED": "none",
-        "MMSHM_QUOTER__POST_ONLY": "false",
-        "MMSHM_WATCHDOG__HEARTBEAT_TIMEOUT_MS__FEED": "500",
+        "MMSHM_EXECUTOR__PREFER_WS": "false",
+        "MMSHM_WATCHDOG__ROLE_TIMEOUTS__FEED": "0.5",
         "MMSHM_WATCHDOG__CRITICAL_ROLES": '["feed", "risk"]',
         "MMSHM_SHARED_DATA": "/x",  # reserved: not config
         "MMSHM_SOMETHING_ELSE": "1",  # not a key: ignored and reported
@@ -92,8 +92,8 @@ def test_env_scheme_and_parsing():
     assert cfg.instance == "007"
     assert cfg.venue.symbols == ("BTCUSDT", "ETHUSDT")
     assert cfg.cpus.feed is None and cfg.source("cpus.feed") == "env MMSHM_CPUS__FEED"
-    assert cfg.quoter.post_only is False
-    assert cfg.watchdog.heartbeat_timeout_ms.feed == 500
+    assert cfg.executor.prefer_ws is False
+    assert cfg.watchdog.role_timeouts.feed == 0.5
     assert cfg.watchdog.critical_roles == ("feed", "risk")
     assert cfg.ignored_env == ("MMSHM_SOMETHING_ELSE",)
 
@@ -162,7 +162,7 @@ def test_state_paths_derive_from_systemd_state_directory():
     ({"cli_overrides": ["cpus.feed=x"]}, r"cpus.feed = 'x' \(from cli --set\): expected an integer or \"none\""),
     ({"cli_overrides": ["quoter.levels=2.5"]}, r"quoter.levels = '2.5' .*expected an integer"),
     ({"cli_overrides": ["quoter.levels=6"]}, r"quoter.levels = 6 .*expected a value <= 5"),
-    ({"cli_overrides": ["quoter.post_only=maybe"]}, r"expected true or false"),
+    ({"cli_overrides": ["executor.prefer_ws=maybe"]}, r"expected true or false"),
     ({"cli_overrides": ["risk.daily_loss_pct=nan"]}, r"expected a finite number"),
     ({"cli_overrides": ["instance=a-b"]}, r"instance = 'a-b' \(from cli --set\): expected 1-40 letters"),
     ({"cli_overrides": ["risk.margin_alert_pct=85"]},
@@ -174,6 +174,10 @@ def test_state_paths_derive_from_systemd_state_directory():
     ({"cli_overrides": ["venue.name=replay"]}, r"expected a capture file"),
     ({"cli_overrides": ["risk=1"]}, r"risk = 1 \(from cli\): expected a table|unknown key"),
     ({"cli_overrides": ["nokv"]}, r"expected KEY=VALUE"),
+    ({"cli_overrides": ["quoter.levels=4", "quoter.level_sizes=[1,1]"]}, r"expected at least quoter.levels = 4 sizes"),
+    ({"cli_overrides": ["quoter.level_sizes=[1,0,1]"]}, r"quoter.level_sizes = \(1, 0, 1\) .*expected a value >= 1"),
+    ({"cli_overrides": ["quoter.model=as"]}, r"expected one of fixed, avellaneda_stoikov, glft"),
+    ({"cli_overrides": ["quoter.vol_warmup_s=60"]}, r"never warms up"),
 ])
 def test_errors_name_key_value_source_and_expectation(kw, expected):
     kw.setdefault("env", {})
@@ -263,3 +267,20 @@ def test_cli_show_table_and_check(capsys, monkeypatch):
     assert "cpus.feed" in out and "profile ci (built-in)" in out
     assert cli_main(["config", "check", "--set", "segments.md_capacity=3"]) == 2
     assert "segments.md_capacity = 3 (from cli --set): expected a power of two" in capsys.readouterr().err
+
+
+def test_sections_feed_the_parts_constructors():
+    """[quoter] builds QuoterParams and [watchdog] a WatchdogPolicy, key for key."""
+    from mmshm.monitor.policy import WatchdogPolicy
+    from mmshm.strategy.params import Model, QuoterParams
+
+    cfg = load_config(env={})
+    assert QuoterParams(**C.quoter_params_kwargs(cfg)) == QuoterParams()
+    cfg = load_config(cli_overrides=["quoter.model=glft", "watchdog.role_timeouts.feed=0.5",
+                                     "watchdog.kill_signal=sigterm"], env={})
+    qp = QuoterParams(**C.quoter_params_kwargs(cfg))
+    assert qp.model is Model.GLFT
+    pol = WatchdogPolicy.from_mapping(C.section_mapping(cfg.watchdog))
+    assert pol.timeout_s("feed") == 0.5 and pol.timeout_s("quoter") == cfg.watchdog.heartbeat_timeout_s
+    assert pol.kill_signal == 15 and pol.is_critical("quoter")
+    assert pol.idle_limits == {"feed": 30.0}
