@@ -284,3 +284,14 @@ def test_sections_feed_the_parts_constructors():
     assert pol.timeout_s("feed") == 0.5 and pol.timeout_s("quoter") == cfg.watchdog.heartbeat_timeout_s
     assert pol.kill_signal == 15 and pol.is_critical("quoter")
     assert pol.idle_limits == {"feed": 30.0}
+
+
+def test_empty_credential_files_count_as_absent(tmp_path):
+    """tmpfiles creates empty LoadCredential sources so paper mode starts without keys."""
+    (tmp_path / "api_key").write_text("")
+    (tmp_path / "api_secret").write_text("\n")
+    creds = load_credentials({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert not creds.present and creds.api_key is None and creds.source == "none"
+    creds = load_credentials({"CREDENTIALS_DIRECTORY": str(tmp_path), "MMSHM_API_KEY": "k" * 16,
+                              "MMSHM_API_SECRET": "s" * 16})
+    assert creds.present and creds.source == "env MMSHM_API_KEY, env MMSHM_API_SECRET"

@@ -106,6 +106,8 @@ def test_tmpfiles_creates_the_directories(tmp_path: Path):
     creds = tmp_path / "etc" / "mmshm" / "credentials"
     assert creds.is_dir() and (creds.stat().st_mode & 0o777) == 0o700
     assert (tmp_path / "var" / "lib" / "mmshm").is_dir()
+    for name in ("api_key", "api_secret"):  # LoadCredential= sources must exist (may be empty)
+        assert (creds / name).is_file() and ((creds / name).stat().st_mode & 0o777) == 0o600
 
 
 def test_template_has_the_settings_the_design_needs():
