@@ -33,6 +33,9 @@ def run_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([i.to_dict() for i in infos]))
         return 0
+    if not infos:
+        print("no mmshm segments" + (f" for instance {args.instance!r}" if args.instance else ""))
+        return 0
     table = Table(title="mmshm segments", show_lines=False)
     for col in ("segment", "kind", "owner", "alive", "epoch", "cursor", "hb age", "age", "readers (cursor lag gaps/lost)", "note"):
         table.add_column(col)
@@ -47,8 +50,6 @@ def run_ls(args: argparse.Namespace) -> int:
         table.add_row(i.name, i.kind, str(i.owner_pid), "yes" if i.alive else "[red]no[/red]", str(i.epoch),
                       str(i.cursor), _fmt_age(i.heartbeat_age_s), _fmt_age(i.age_s), readers, note)
     _console().print(table)
-    if not infos:
-        print("no mmshm segments" + (f" for instance {args.instance!r}" if args.instance else ""))
     return 0
 
 
