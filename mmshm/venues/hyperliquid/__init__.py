@@ -1,0 +1,1 @@
+"""Hyperliquid perpetuals: market data (``l2Book`` full snapshots, ``trades``) over its WebSocket."""
