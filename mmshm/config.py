@@ -228,22 +228,22 @@ class RiskConfig:
     max_position_lots: int | None = _f(None, "max |position| in lots (none = from equity formula)", ge=1)
     max_order_lots: int | None = _f(None, "max order size in lots (none = max position)", ge=1)
     daily_loss_pct: float = _f(0.5, "daily loss trigger, % of equity", gt=0, le=100)
-    daily_loss_action: str = _f("halt", "action", choices=RISK_ACTIONS)
+    daily_loss_action: str = _f("halt", "action when the daily loss trigger fires", choices=RISK_ACTIONS)
     drawdown_pct: float = _f(2.0, "drawdown from high-water mark trigger, %", gt=0, le=100)
-    drawdown_action: str = _f("halt", "action", choices=RISK_ACTIONS)
+    drawdown_action: str = _f("halt", "action when the drawdown trigger fires", choices=RISK_ACTIONS)
     position_runaway_mult: float = _f(2.0, "|position| > mult * max position trigger", gt=1)
-    position_runaway_action: str = _f("halt", "action", choices=RISK_ACTIONS)
+    position_runaway_action: str = _f("halt", "action when the position runaway trigger fires", choices=RISK_ACTIONS)
     stale_md_s: float = _f(10.0, "market data older than this trigger, s", gt=0)
-    stale_md_action: str = _f("pull", "action", choices=RISK_ACTIONS)
+    stale_md_action: str = _f("pull", "action when the stale md trigger fires", choices=RISK_ACTIONS)
     cascade_severity: float = _f(1.5, "cascade severity above this trigger", gt=0)
-    cascade_action: str = _f("pull", "action", choices=RISK_ACTIONS)
+    cascade_action: str = _f("pull", "action when the cascade trigger fires", choices=RISK_ACTIONS)
     rate_limit_errors: int = _f(2, "rate-limit errors in a row trigger", ge=1)
-    rate_limit_action: str = _f("halt", "action", choices=RISK_ACTIONS)
+    rate_limit_action: str = _f("halt", "action when the rate limit trigger fires", choices=RISK_ACTIONS)
     losing_fills: int = _f(5, "losing fills in a row trigger", ge=1)
-    losing_fills_action: str = _f("pause", "action", choices=RISK_ACTIONS)
+    losing_fills_action: str = _f("pause", "action when the losing fills trigger fires", choices=RISK_ACTIONS)
     losing_fills_pause_s: float = _f(4 * 3600.0, "pause length after losing fills", ge=0)
     error_burst_per_hour: int = _f(10, "more errors than this in an hour trigger", ge=1)
-    error_burst_action: str = _f("halt", "action", choices=RISK_ACTIONS)
+    error_burst_action: str = _f("halt", "action when the error burst trigger fires", choices=RISK_ACTIONS)
     margin_alert_pct: float = _f(60.0, "margin utilisation alert, %", gt=0, le=100)
     margin_reduce_only_pct: float = _f(80.0, "margin utilisation -> REDUCE_ONLY, %", gt=0, le=100)
     margin_halt_pct: float = _f(90.0, "margin utilisation -> HALT, %", gt=0, le=100)
@@ -457,6 +457,14 @@ def _leaf_spec(key: str) -> tuple[Any, dataclasses.Field] | None:
             continue
         return (tp, fmap[part]) if i == len(parts) - 1 else None
     return None
+
+
+def describe_key(key: str) -> str:
+    """The one-line meaning of a dotted key (for ``mmshm config show --doc``)."""
+    spec = _leaf_spec(key)
+    if spec is None:
+        raise KeyError(key)
+    return spec[1].metadata.get("doc", "")
 
 
 def _table_keys(prefix: str) -> list[str]:
@@ -1073,7 +1081,7 @@ def load_credentials(env: Mapping[str, str] | None = None, required: bool = Fals
 
 
 __all__ = [
-    "BUILTIN_PROFILES", "Config", "ConfigError", "Credentials", "IDLE_STRATEGIES", "MODES",
+    "BUILTIN_PROFILES", "Config", "ConfigError", "Credentials", "describe_key", "IDLE_STRATEGIES", "MODES",
     "ROLES", "VENUES", "add_config_arguments", "config_from_args", "default_config",
     "leaf_keys", "load_config", "load_credentials", "quoter_params_kwargs", "section_mapping",
 ]

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from mmshm.config import Config, ConfigError, add_config_arguments, config_from_args
+from mmshm.config import Config, ConfigError, add_config_arguments, config_from_args, describe_key
 
 
 def _fmt(value: object) -> str:
@@ -44,7 +44,8 @@ def run_show(args: argparse.Namespace) -> int:
         out = {
             "file": cfg.path,
             "profile": cfg.profile,
-            "values": {k: {"value": list(v) if isinstance(v, tuple) else v, "source": s}
+            "values": {k: {"value": list(v) if isinstance(v, tuple) else v, "source": s,
+                           **({"doc": describe_key(k)} if args.doc else {})}
                        for k, v, s in rows},
             "ignored_env": list(cfg.ignored_env),
         }
@@ -58,9 +59,12 @@ def run_show(args: argparse.Namespace) -> int:
     table.add_column("key", style="bold")
     table.add_column("value")
     table.add_column("source", style="dim")
+    if args.doc:
+        table.add_column("meaning", style="dim")
     for key, value, source in rows:
         style = None if source.startswith("default") else "cyan"
-        table.add_row(key, _fmt(value), source, style=style)
+        extra = [describe_key(key)] if args.doc else []
+        table.add_row(key, _fmt(value), source, *extra, style=style)
     console = Console(width=max(100, Console().width))
     console.print(table)
     if cfg.ignored_env:
@@ -90,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.add_argument("--compact", action="store_true", help="with --json: one line")
     show.add_argument("--non-default", action="store_true", help="only values not from the defaults")
+    show.add_argument("--doc", action="store_true", help="add what each key means")
     show.set_defaults(func=run_show)
     check = sub.add_parser("check", help="validate; exit 2 with every problem listed if invalid")
     add_config_arguments(check)

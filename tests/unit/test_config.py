@@ -295,3 +295,10 @@ def test_empty_credential_files_count_as_absent(tmp_path):
     creds = load_credentials({"CREDENTIALS_DIRECTORY": str(tmp_path), "MMSHM_API_KEY": "k" * 16,
                               "MMSHM_API_SECRET": "s" * 16})
     assert creds.present and creds.source == "env MMSHM_API_KEY, env MMSHM_API_SECRET"
+
+
+def test_every_key_is_documented_and_show_doc(capsys):
+    assert all(C.describe_key(k) for k in C.leaf_keys())
+    assert cli_main(["config", "show", "--json", "--doc", "risk.daily_loss_action"]) == 0
+    out = json.loads(capsys.readouterr().out)["values"]["risk.daily_loss_action"]
+    assert out == {"value": "halt", "source": "default", "doc": "action when the daily loss trigger fires"}
