@@ -276,12 +276,12 @@ class ExecutorConfig:
     breaker_backoff_max_s: float = _f(30.0, "longest breaker backoff", gt=0)
 
 
-_RoleTimeouts = _roles_table(
-    "RoleTimeoutsS", "per-role heartbeat timeout, s (none = watchdog.heartbeat_timeout_s)",
+RoleTimeouts = _roles_table(
+    "RoleTimeouts", "per-role heartbeat timeout, s (none = watchdog.heartbeat_timeout_s)",
     {"feed": None, "quoter": None, "executor": 3.0, "risk": None, "watchdog": 5.0,
      "recorder": 5.0, "exporter": 10.0}, "float | None", gt=0)
-_IdleLimits = _roles_table(
-    "IdleLimitsS", "fresh heartbeat but every written segment still this long (s) = idle "
+IdleLimits = _roles_table(
+    "IdleLimits", "fresh heartbeat but every written segment still this long (s) = idle "
     "(none = never idle)",
     {"feed": 30.0, "quoter": None, "executor": None, "risk": None, "watchdog": None,
      "recorder": None, "exporter": None}, "float | None", gt=0)
@@ -297,10 +297,10 @@ class WatchdogConfig:
 
     interval_s: float = _f(0.25, "check interval (the watchdog sleeps between checks)", gt=0)
     heartbeat_timeout_s: float = _f(2.0, "heartbeat older than this with the pid alive = hung", gt=0)
-    role_timeouts: _RoleTimeouts = _f(factory=_RoleTimeouts, doc="per-role hung timeout")  # type: ignore[valid-type]
+    role_timeouts: RoleTimeouts = _f(factory=RoleTimeouts, doc="per-role hung timeout")  # type: ignore[valid-type]
     starting_timeout_s: float = _f(30.0, "hung timeout while STARTING (venue connect)", gt=0)
     stopping_timeout_s: float = _f(60.0, "hung timeout while STOPPING (cancel-all)", gt=0)
-    idle_limits: _IdleLimits = _f(factory=_IdleLimits, doc="per-role idle limit")  # type: ignore[valid-type]
+    idle_limits: IdleLimits = _f(factory=IdleLimits, doc="per-role idle limit")  # type: ignore[valid-type]
     critical_roles: tuple[str, ...] = _f(factory=lambda: ("feed", "quoter", "risk"),
                                          doc="roles whose death or hang raises HALT", choices=ROLES)
     kill_hung: bool = _f(True, "kill processes found hung")
@@ -942,7 +942,7 @@ def _build(values: dict[str, _Value], env: Mapping[str, str], profile: str | Non
 
     root = make(Config, "")
     return dataclasses.replace(root, profile=profile or None, path=path,
-                               sources=MappingProxyType(sources), ignored_env=ignored)
+                               sources=dict(sources), ignored_env=ignored)
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:

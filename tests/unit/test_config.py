@@ -302,3 +302,11 @@ def test_every_key_is_documented_and_show_doc(capsys):
     assert cli_main(["config", "show", "--json", "--doc", "risk.daily_loss_action"]) == 0
     out = json.loads(capsys.readouterr().out)["values"]["risk.daily_loss_action"]
     assert out == {"value": "halt", "source": "default", "doc": "action when the daily loss trigger fires"}
+
+
+def test_config_pickles_for_child_processes():
+    import pickle
+
+    cfg = load_config(cli_overrides=["risk.leverage=3"], env={})
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg and again.source("risk.leverage") == "cli --set"
