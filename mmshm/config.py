@@ -71,11 +71,10 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: Sequence[str]):
         self.problems = list(problems)
-        head = "invalid configuration" if len(self.problems) > 1 else "invalid configuration:"
         if len(self.problems) == 1:
-            super().__init__(f"{head} {self.problems[0]}")
+            super().__init__(f"invalid configuration: {self.problems[0]}")
         else:
-            super().__init__(head + ":\n  - " + "\n  - ".join(self.problems))
+            super().__init__("invalid configuration:\n  - " + "\n  - ".join(self.problems))
 
 
 # --------------------------------------------------------------------------- schema helpers
@@ -543,8 +542,9 @@ def _unknown_key(key: str, value: Any, source: str) -> str:
         # the table itself is unknown: suggest among the top level
         head = key.split(".")[0]
         close = difflib.get_close_matches(head, _table_keys(""), n=1)
-        hint = f"; did you mean [{close[0]}]?" if close else ""
-        return f"unknown key {key} = {value!r} (from {source}){hint}"
+        hint = f"did you mean [{close[0]}]? " if close else ""
+        return (f"unknown key {key} = {value!r} (from {source}): {hint}known top-level keys "
+                f"and sections: {', '.join(_table_keys(''))}")
     close = difflib.get_close_matches(name, known, n=1)
     where = f"[{prefix}]" if prefix else "the top level"
     hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}? " if close else ""

@@ -151,7 +151,7 @@ def test_state_paths_derive_from_systemd_state_directory():
 @pytest.mark.parametrize("kw, expected", [
     ({"cli_overrides": ["risk.dayly_loss_pct=1"]},
      r"unknown key risk.dayly_loss_pct = '1' \(from cli --set\): did you mean risk.daily_loss_pct\?"),
-    ({"cli_overrides": ["riks.x=1"]}, r"unknown key riks.x .*did you mean \[risk\]"),
+    ({"cli_overrides": ["riks.x=1"]}, r"unknown key riks.x .*did you mean \[risk\]\? known top-level keys and sections: instance, mode"),
     ({"env": {"MMSHM_RISK__DAILY_LOSS_PCT": "-1"}},
      r"risk.daily_loss_pct = -1.0 \(from env MMSHM_RISK__DAILY_LOSS_PCT\): expected a value > 0"),
     ({"env": {"MMSHM_SEGMENTS__MD_CAPACITY": "1000"}},
