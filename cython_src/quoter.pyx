@@ -12,8 +12,6 @@ from libc.math cimport exp, log, sqrt, pow, floor, ceil, fabs, isfinite, NAN
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t
 from libc.string cimport memset
 
-from quoter_defs cimport QMAX_LEVELS, QMAX_BOOK, QuoterParamsC, EwmaVolC, QuoterStateC
-
 import numpy as np
 
 from mmshm.records import BOOK_DEPTH, BOOK_ROW, CONTROL_ROW, TARGET_LEVELS, TARGET_ROW
@@ -465,11 +463,6 @@ cdef class Quoter:
     the targets table. Buffers are the raw bytes of 1-element record arrays
     (``arr.view(np.uint8)``); see :func:`mmshm.strategy.row_buffer`.
     """
-    cdef QuoterParamsC p
-    cdef QuoterStateC s
-    cdef readonly int instrument
-    cdef readonly object params
-    cdef readonly object spec
 
     def __init__(self, params, spec, int instrument=0):
         self.instrument = instrument

@@ -1,6 +1,13 @@
-# C structs of the quote cycle (mmshm._native.quoter): parameters and state.
-# Kept in their own .pxd because a module-named quoter.pxd is not found by Cython when the
-# extension is named mmshm._native.quoter; quoter.pyx cimports these.
+# cdef API of the quote cycle (mmshm._native.quoter), for other Cython modules:
+#
+#   from mmshm._native.quoter cimport Quoter, quote_cycle
+#   cdef Quoter q = <Quoter>py_quoter        # made by Quoter(params, spec, instrument)
+#   with nogil:
+#       reason = q.cycle_raw(book_ptr, ctrl_global_ptr, ctrl_inst_ptr, position, now_ns, target_ptr)
+#
+# Pointers are raw BOOK_ROW / CONTROL_ROW / TARGET_ROW records (records.pxd layouts).
+# cython_src/mmshm._native.quoter.pxd is a symlink to this file (how Cython finds the
+# .pxd of a module named mmshm._native.quoter).
 from libc.stdint cimport int64_t, uint64_t
 
 cdef enum:
@@ -86,3 +93,26 @@ ctypedef struct QuoterStateC:
     int reason
     uint64_t cycles
     uint64_t pulls
+
+
+cdef int quote_cycle(const QuoterParamsC *p, QuoterStateC *s, int instrument,
+                     const unsigned char *book, const unsigned char *cg,
+                     const unsigned char *ci, int64_t position, int64_t now_ns,
+                     unsigned char *out) noexcept nogil
+
+cdef double quoter_on_trade(const QuoterParamsC *p, QuoterStateC *s, int side, int64_t px,
+                            int64_t qty, int64_t now_ns) noexcept nogil
+
+cdef void quoter_on_reference(QuoterStateC *s, int64_t bid_px, int64_t ask_px,
+                              int64_t now_ns) noexcept nogil
+
+
+cdef class Quoter:
+    cdef QuoterParamsC p
+    cdef QuoterStateC s
+    cdef readonly int instrument
+    cdef readonly object params
+    cdef readonly object spec
+    cdef int cycle_raw(self, const unsigned char *book, const unsigned char *ctrl_global,
+                       const unsigned char *ctrl_inst, int64_t position, int64_t now_ns,
+                       unsigned char *out) noexcept nogil
