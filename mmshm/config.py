@@ -47,7 +47,8 @@ ROLES: tuple[str, ...] = ("feed", "quoter", "executor", "risk", "watchdog", "rec
 MODES: tuple[str, ...] = ("observe", "shadow", "paper", "testnet", "live")
 VENUES: tuple[str, ...] = ("sim", "binance-usdm", "hyperliquid", "replay")
 IDLE_STRATEGIES: tuple[str, ...] = ("busy", "yield", "sleep")
-RISK_ACTIONS: tuple[str, ...] = ("alert", "widen", "pull", "reduce_only", "pause", "halt", "flatten")
+#: Trigger actions, least to most severe (``mmshm.risk.params.Action``). HALT cancels all.
+RISK_ACTIONS: tuple[str, ...] = ("alert", "widen", "pull", "pause", "reduce_only", "halt")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: ``[quoter] model`` values and the ``mmshm.strategy.params.Model`` member each selects.
 QUOTER_MODELS: tuple[str, ...] = ("fixed", "avellaneda_stoikov", "glft")
@@ -223,9 +224,10 @@ class RiskConfig:
 
     equity: float = _f(10_000.0, "equity assumed until the venue reports it (quote asset)", gt=0)
     leverage: float = _f(5.0, "leverage used for sizing and margin", gt=0, le=125)
-    kelly_fraction: float = _f(0.1, "fraction in max position = equity/(leverage*price)*kelly", gt=0, le=1)
+    maint_margin_rate: float = _f(0.004, "maintenance margin rate used until the venue reports it", ge=0, le=0.5)
+    kelly_fraction: float = _f(0.25, "fraction in max position = equity/(leverage*price)*kelly", gt=0, le=1)
     max_position_lots: int | None = _f(None, "max |position| in lots (none = from equity formula)", ge=1)
-    max_order_lots: int | None = _f(None, "max order size in lots (none = max position)", ge=1)
+    max_order_lots: int = _f(10, "max order size in lots", ge=1)
     daily_loss_pct: float = _f(0.5, "daily loss trigger, % of equity", gt=0, le=100)
     daily_loss_action: str = _f("halt", "action when the daily loss trigger fires", choices=RISK_ACTIONS)
     drawdown_pct: float = _f(2.0, "drawdown from high-water mark trigger, %", gt=0, le=100)
@@ -240,14 +242,16 @@ class RiskConfig:
     rate_limit_action: str = _f("halt", "action when the rate limit trigger fires", choices=RISK_ACTIONS)
     losing_fills: int = _f(5, "losing fills in a row trigger", ge=1)
     losing_fills_action: str = _f("pause", "action when the losing fills trigger fires", choices=RISK_ACTIONS)
-    losing_fills_pause_s: float = _f(4 * 3600.0, "pause length after losing fills", ge=0)
-    error_burst_per_hour: int = _f(10, "more errors than this in an hour trigger", ge=1)
+    losing_fills_pause_s: float = _f(4 * 3600.0, "length of a pause action (losing fills), s", ge=0)
+    widen_bp: int = _f(5, "extra half-spread of a widen action, bp", ge=0)
+    error_burst_per_hour: int = _f(10, "more errors than this in an hour trigger", ge=0)
     error_burst_action: str = _f("halt", "action when the error burst trigger fires", choices=RISK_ACTIONS)
     margin_alert_pct: float = _f(60.0, "margin utilisation alert, %", gt=0, le=100)
     margin_reduce_only_pct: float = _f(80.0, "margin utilisation -> REDUCE_ONLY, %", gt=0, le=100)
     margin_halt_pct: float = _f(90.0, "margin utilisation -> HALT, %", gt=0, le=100)
     reentry_wait_s: float = _f(300.0, "wait after a halt before re-entry", ge=0)
     reentry_limit_fraction: float = _f(0.5, "limits on re-entry, fraction of normal", gt=0, le=1)
+    full_limits_after_s: float = _f(3600.0, "quoting this long after re-entry without a halt restores full limits", ge=0)
     rehalt_window_s: float = _f(3600.0, "halted again within this -> halted for the UTC day", ge=0)
     max_halts_per_day: int = _f(3, "halts in a UTC day after which only `mmshm resume` restarts", ge=1)
     postmortem_dir: str = _f("", "post-mortem JSON directory (empty = <state_dir>/<instance>/postmortem)", auto=True)
@@ -978,6 +982,54 @@ def quoter_params_kwargs(cfg: Config) -> dict[str, Any]:
     return kw
 
 
+def risk_params_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments for ``mmshm.risk.params.RiskParams`` from ``[risk]``.
+
+    Percentages become fractions; "more than N errors an hour" becomes the ``>=`` threshold
+    N + 1 that RiskParams uses; money becomes FEE_SCALE units.
+    """
+    from fractions import Fraction
+
+    from mmshm.records import FEE_SCALE
+    from mmshm.risk.params import Action, TriggerSpec
+
+    r = cfg.risk
+
+    def t(threshold: float, action: str) -> Any:
+        return TriggerSpec(threshold, Action[action.upper()])
+
+    return {
+        "initial_equity": int(Fraction(str(r.equity)) * FEE_SCALE),
+        "daily_loss": t(r.daily_loss_pct / 100.0, r.daily_loss_action),
+        "drawdown": t(r.drawdown_pct / 100.0, r.drawdown_action),
+        "position_runaway": t(r.position_runaway_mult, r.position_runaway_action),
+        "stale_md": t(r.stale_md_s, r.stale_md_action),
+        "cascade": t(r.cascade_severity, r.cascade_action),
+        "rate_limit": t(r.rate_limit_errors, r.rate_limit_action),
+        "losing_fills": t(r.losing_fills, r.losing_fills_action),
+        "error_burst": t(r.error_burst_per_hour + 1, r.error_burst_action),
+        "margin_alert": t(r.margin_alert_pct / 100.0, "alert"),
+        "margin_reduce": t(r.margin_reduce_only_pct / 100.0, "reduce_only"),
+        "margin_halt": t(r.margin_halt_pct / 100.0, "halt"),
+        "pause_s": r.losing_fills_pause_s,
+        "widen_bp": r.widen_bp,
+        "reentry_wait_s": r.reentry_wait_s,
+        "reentry_scale_bp": round(r.reentry_limit_fraction * 10_000),
+        "full_limits_after_s": r.full_limits_after_s,
+        "rehalt_window_s": r.rehalt_window_s,
+        "max_halts_per_day": r.max_halts_per_day,
+        "postmortem_dir": Path(r.postmortem_dir),
+    }
+
+
+def instrument_risk_kwargs(cfg: Config) -> dict[str, Any]:
+    """The config part of ``mmshm.risk.params.InstrumentRisk`` (limits, leverage, Kelly)."""
+    r = cfg.risk
+    return {"leverage": r.leverage, "maint_margin_rate": r.maint_margin_rate,
+            "max_position": r.max_position_lots or 0, "max_order_qty": r.max_order_lots,
+            "kelly_fraction": r.kelly_fraction}
+
+
 # --------------------------------------------------------------------------- argparse glue
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1084,4 +1136,5 @@ __all__ = [
     "BUILTIN_PROFILES", "Config", "ConfigError", "Credentials", "describe_key", "IDLE_STRATEGIES", "MODES",
     "ROLES", "VENUES", "add_config_arguments", "config_from_args", "default_config",
     "leaf_keys", "load_config", "load_credentials", "quoter_params_kwargs", "section_mapping",
+    "risk_params_kwargs", "instrument_risk_kwargs",
 ]

@@ -310,3 +310,19 @@ def test_config_pickles_for_child_processes():
     cfg = load_config(cli_overrides=["risk.leverage=3"], env={})
     again = pickle.loads(pickle.dumps(cfg))
     assert again == cfg and again.source("risk.leverage") == "cli --set"
+
+
+def test_risk_section_feeds_risk_params():
+    """[risk] maps onto RiskParams/InstrumentRisk with the issue's defaults."""
+    from mmshm.risk.params import Action, InstrumentRisk, RiskParams
+
+    cfg = load_config(env={})
+    rp = RiskParams(**C.risk_params_kwargs(cfg))
+    assert dataclasses.replace(rp, postmortem_dir=None) == RiskParams()
+    assert str(rp.postmortem_dir) == cfg.risk.postmortem_dir
+    assert rp.error_burst.threshold == 11  # "> 10 per hour" under RiskParams' >= rule
+    ir = InstrumentRisk(index=0, symbol="BTCUSDT", quote_per_tick_lot=1, **C.instrument_risk_kwargs(cfg))
+    assert ir.max_position == 0 and ir.kelly_fraction == 0.25 and ir.max_order_qty == 10
+    cfg = load_config(cli_overrides=["risk.drawdown_action=reduce_only", "risk.equity=1234.5"], env={})
+    rp = RiskParams(**C.risk_params_kwargs(cfg))
+    assert rp.drawdown.action is Action.REDUCE_ONLY and rp.initial_equity == 123_450_000_000
