@@ -22,7 +22,9 @@ class Conn:
         self.ws = ws
         self.channel = channel
         self.faults = faults
-        self.streams: set[str] = {s.lower() for s in (streams or set())}
+        #: subscriptions, lower-cased name -> name as the client spelled it
+        self.streams: dict[str, str] = {}
+        self.subscribe(streams or ())
         self.combined = combined
         self.sent = 0
         self.drop_after = faults.take_drop_budget(channel)
@@ -30,13 +32,24 @@ class Conn:
         self.closed = False
         self._task = asyncio.get_running_loop().create_task(self._writer())
 
+    def subscribe(self, names) -> None:
+        for n in names:
+            self.streams[str(n).lower()] = str(n)
+
+    def unsubscribe(self, names) -> None:
+        for n in names:
+            self.streams.pop(str(n).lower(), None)
+
     def match(self, stream: str, base: str) -> str | None:
-        """The subscription name under which `stream` goes to this client, or None."""
-        s = stream.lower()
-        if s in self.streams:
-            return s
-        for name in self.streams:
-            if name == base or name.startswith(base + "@"):
+        """The subscription name (as the client spelled it) under which `stream` goes, or None.
+
+        Speed variants of a stream (`@depth`, `@depth@100ms`, `@depth@0ms`) carry the same
+        data here, so any of them receives the source's depth diffs."""
+        name = self.streams.get(stream.lower())
+        if name is not None:
+            return name
+        for low, name in self.streams.items():
+            if low == base or low.startswith(base + "@"):
                 return name
         return None
 

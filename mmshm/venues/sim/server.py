@@ -237,13 +237,13 @@ class SimVenue:
                     conn.push(orjson.dumps({"error": {"code": 3, "msg": "Invalid JSON"}}))
                     continue
                 if method == "SUBSCRIBE":
-                    conn.streams.update(str(p).lower() for p in params)
+                    conn.subscribe(params)
                     conn.push(orjson.dumps({"result": None, "id": rid}))
                 elif method == "UNSUBSCRIBE":
-                    conn.streams.difference_update(str(p).lower() for p in params)
+                    conn.unsubscribe(params)
                     conn.push(orjson.dumps({"result": None, "id": rid}))
                 elif method == "LIST_SUBSCRIPTIONS":
-                    conn.push(orjson.dumps({"result": sorted(conn.streams), "id": rid}))
+                    conn.push(orjson.dumps({"result": sorted(conn.streams.values()), "id": rid}))
                 else:
                     conn.push(orjson.dumps({"error": {"code": 2, "msg": f"Invalid request: unknown method {method}"},
                                             "id": rid}))
