@@ -1,6 +1,6 @@
 # Binance USD-M frame parser: raw combined-stream bytes -> typed fields, int64 ticks/lots.
 from libc.stdint cimport uint8_t, int64_t, uint64_t
-from mdrec cimport MarketEvent
+from records cimport MarketEvent
 
 cdef class BinanceParser:
     cdef readonly int kind            # K_* of the last parse (0 = dropped)

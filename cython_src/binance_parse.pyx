@@ -17,7 +17,7 @@ from libc.stdint cimport uint8_t, uint16_t, int64_t, uint64_t, INT64_MAX
 from libc.string cimport memcmp, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from atomics cimport mm_monotonic_ns
-from mdrec cimport MarketEvent
+from records cimport MarketEvent
 
 import numpy as np
 
@@ -417,7 +417,7 @@ cdef class BinanceParser:
         if events.dtype != MARKET_EVENT or not events.flags.c_contiguous or events.ndim != 1 or len(events) == 0:
             raise TypeError("events must be a non-empty 1-D C-contiguous MARKET_EVENT array")
         if events.dtype.itemsize != sizeof(MarketEvent):
-            raise TypeError("MARKET_EVENT layout differs from mdrec.pxd")
+            raise TypeError("MARKET_EVENT layout differs from records.pxd")
         cdef uint8_t[::1] raw = events.view(np.uint8)
         self._events = <MarketEvent *>&raw[0]
         self._n_events = len(events)
