@@ -226,7 +226,15 @@ class VerdictTable:
                     procs.close()
                 except segmod.SegmentNotFound:
                     rows = DEFAULT_ROWS + 1
-        return cls(SeqlockTable.create(instance, VERDICTS_SEGMENT, VERDICT_ROW, rows), instance)
+        try:
+            return cls(SeqlockTable.create(instance, VERDICTS_SEGMENT, VERDICT_ROW, rows), instance)
+        except segmod.SegmentInUse:
+            # This very process created it earlier (a watchdog re-opened in-process): attach.
+            table = SeqlockTable.attach(instance, VERDICTS_SEGMENT, VERDICT_ROW)
+            if int(table.segment.header["creator_pid"]) != os.getpid():
+                table.close()
+                raise
+            return cls(table, instance)
 
     @classmethod
     def attach(cls, instance: str) -> "VerdictTable":

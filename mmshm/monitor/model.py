@@ -93,7 +93,7 @@ class InstanceSnapshot:
     def to_json(self) -> dict:
         """A JSON-ready dict (enums as names, ages in seconds relative to ``taken_mono``)."""
         def age(mono: int) -> float | None:
-            return None if mono <= 0 else round((self.taken_mono - mono) / 1e9, 6)
+            return None if mono <= 0 else round(max(0, self.taken_mono - mono) / 1e9, 6)
 
         procs = []
         for p in self.processes:

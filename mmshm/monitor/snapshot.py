@@ -108,7 +108,7 @@ class SnapshotReader:
             self._tables()
         except (segmod.ShmError, ValueError, OSError) as exc:
             errors.append(f"tables: {exc}")
-        snap = InstanceSnapshot(self.instance, self._clock(), errors=errors)
+        snap = InstanceSnapshot(self.instance, 0, errors=errors)
         for name, (_inode, seg) in sorted(self._segments.items()):
             try:
                 snap.segments.append(self._segment_info(name, seg))
@@ -118,6 +118,8 @@ class SnapshotReader:
             snap.processes = self._process_infos()
         if self._verdicts is not None:
             self._verdict_infos(snap)
+        # Taken after reading: no heartbeat read above is newer than "now" (ages are >= 0).
+        snap.taken_mono = self._clock()
         return snap
 
     def _segment_info(self, name: str, seg: segmod.Segment) -> SegmentInfo:
