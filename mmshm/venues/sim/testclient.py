@@ -84,7 +84,7 @@ class WsApiClient:
     """Per-request HMAC signing as Binance documents for the WebSocket API."""
 
     def __init__(self, url: str, api_key: str = auth.DEFAULT_API_KEY, secret: str = auth.DEFAULT_API_SECRET):
-        self.ws = connect(url, open_timeout=10)
+        self.ws = connect(url, open_timeout=10, close_timeout=1)
         self.api_key, self.secret = api_key, secret
         self._id = 0
 
@@ -110,7 +110,7 @@ class StreamClient:
     """A user-data or market stream reader."""
 
     def __init__(self, url: str) -> None:
-        self.ws = connect(url, open_timeout=10)
+        self.ws = connect(url, open_timeout=10, close_timeout=1)
 
     def next(self, timeout: float = 5.0) -> dict:
         return json.loads(self.ws.recv(timeout=timeout))
