@@ -327,6 +327,10 @@ class WorkingOrders:
         assert ev is not None
         if rule == Rule.BY_FILL:
             return self._fill(o, ev)
+        if (kind == K.AMENDED and o.pending_amend is None and (ev.price or o.price) == o.price
+                and (ev.qty or o.qty) == o.qty):
+            self.counters["duplicate_event"] += 1     # response and stream both report it
+            return Outcome(duplicate=True)
         prev = o.status
         if rule == Rule.RESTORE:
             if o.filled_qty >= o.qty:

@@ -67,9 +67,9 @@ class Cost:
 
 #: Documented costs of the Binance USD-M endpoints we use (REST and WebSocket API).
 COSTS: dict[str, Cost] = {
-    "order.place": Cost(0, 1), "order.modify": Cost(0, 1), "order.cancel": Cost(1, 0),
+    "order.place": Cost(0, 1), "order.modify": Cost(1, 1), "order.cancel": Cost(1, 0),
     "order.status": Cost(1, 0),
-    "POST /fapi/v1/order": Cost(0, 1), "PUT /fapi/v1/order": Cost(0, 1),
+    "POST /fapi/v1/order": Cost(0, 1), "PUT /fapi/v1/order": Cost(1, 1),
     "DELETE /fapi/v1/order": Cost(1, 0), "GET /fapi/v1/order": Cost(1, 0),
     "POST /fapi/v1/batchOrders": Cost(5, 5), "PUT /fapi/v1/batchOrders": Cost(5, 5),
     "DELETE /fapi/v1/batchOrders": Cost(1, 0), "DELETE /fapi/v1/allOpenOrders": Cost(1, 0),

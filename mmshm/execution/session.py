@@ -1,0 +1,358 @@
+"""One trading session with one venue: what ``procs/executor.py`` drives.
+
+It ties the library parts together so the process stays thin:
+
+- ``on_targets(row, mode)``: diff the quote targets (TARGET_ROW) against our working
+  orders and send the actions (cancels, then amends, then places; concurrently over the
+  WebSocket API, batched over REST when the session is down), respecting the risk mode;
+- ``on_user_event(ev)``: venue reports (user-data stream) into the state machine;
+- ``tick()``: pending-state timeouts (query, then cancel-all), reconciliation after a
+  reconnect, dead-man health;
+- ``cancel_all()``, ``reconcile()``, ``start()``, ``stop()``.
+
+Every ORDER_EVENT the state machine produces is handed to ``publish`` (the orders
+gated ring's ``try_publish`` in the process; a list in tests). A refused publish is
+counted: the ring is full, and the process must treat that as a halt condition.
+
+Modes: observe and shadow never send (the diff is computed and counted, nothing else;
+shadow's local matching against the live book is not implemented yet).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from mmshm.execution.cancel_all import CancelAllReport, cancel_all
+from mmshm.execution.client_ids import ClientIdGenerator
+from mmshm.execution.diff import Actions, Amend, Cancel, Place, diff
+from mmshm.execution.orders import (FLAG_POST_ONLY, FLAG_REDUCE_ONLY, ActionKind, VenueEvent,
+                                    WorkingOrders)
+from mmshm.execution.reconcile import DeadManSwitch, ReconcileReport, reconcile
+from mmshm.records import Mode, OrderEventKind as K, OrderStatus as S, Side
+from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, ExchangeEnv,
+                                               InstrumentIndex, NotSent, OrderRequest, OrderUpdate,
+                                               StreamStatus, UnknownOrder, UnknownStatus, UserStream,
+                                               VenueOrder)
+
+log = logging.getLogger("mmshm.execution.session")
+
+#: ORDER_EVENT.reason for a request refused locally (rate budget, breaker, no session):
+#: positive, so it can never be confused with a venue code (those are negative).
+REASON_NOT_SENT = 1
+
+
+@dataclass
+class SessionConfig:
+    px_tol: int = 0                 # ticks
+    qty_tol: int = 0                # lots
+    prefer_amend: bool = True
+    post_only: bool = True
+    pending_timeout_ns: int = 2_000_000_000
+    deadman_countdown_ms: int = 10_000
+    deadman_refresh_s: float = 3.0
+    deadman: bool = True
+    cancel_all_deadline_s: float = 10.0
+    reconcile_on_start: bool = True
+    latency_samples: int = 100_000
+
+
+class ExecutionSession:
+    def __init__(self, trading: BinanceTrading | None, instruments: InstrumentIndex, ids: ClientIdGenerator,
+                 publish: Callable[[np.void], bool], *, mode: ExchangeEnv = ExchangeEnv.PAPER,
+                 user_stream: UserStream | None = None, config: SessionConfig | None = None) -> None:
+        self.mode = ExchangeEnv(mode)
+        if self.mode.sends_orders and trading is None:
+            raise ValueError(f"mode {self.mode.value} needs a venue adapter")
+        self.trading = trading if self.mode.sends_orders else None
+        self.instruments = instruments
+        self.ids = ids
+        self.publish = publish
+        self.cfg = config or SessionConfig()
+        self.working = WorkingOrders(self.cfg.pending_timeout_ns)
+        self.user_stream = user_stream if self.mode.sends_orders else None
+        self.deadman: DeadManSwitch | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._need_reconcile = False
+        self._busy: set[str] = set()           # client ids with a request in flight
+        self.latency_ns: deque[int] = deque(maxlen=self.cfg.latency_samples)  # target seen → socket
+        self.venue_positions: dict[int, int] = {}
+        self.last_reconcile: ReconcileReport | None = None
+        self.last_cancel_all: CancelAllReport | None = None
+        self.counters = {"publish_refused": 0, "places": 0, "amends": 0, "cancels": 0, "not_sent": 0,
+                         "unknown_status": 0, "rejects": 0, "would_send": 0, "reconciles": 0,
+                         "cancel_alls": 0, "illegal": 0}
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.instruments.symbols
+
+    def _symbol(self, instrument: int) -> str:
+        return self.instruments.spec(instrument).symbol
+
+    def _emit(self, records: Sequence[np.void]) -> None:
+        for r in records:
+            if not self.publish(r):
+                self.counters["publish_refused"] += 1
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Connect, reconcile (cancelling unknown orders), start the stream and the dead-man switch."""
+        if self.trading is None:
+            return
+        await self.trading.start()
+        if self.cfg.reconcile_on_start:
+            await self.reconcile()
+        if self.user_stream is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self.user_stream.run(self.on_user_event)))
+        if self.cfg.deadman:
+            self.deadman = DeadManSwitch(self.trading, self.symbols, countdown_ms=self.cfg.deadman_countdown_ms,
+                                         refresh_s=self.cfg.deadman_refresh_s, healthy=self.healthy)
+            self.deadman.start()
+
+    async def stop(self, cancel: bool = True) -> CancelAllReport | None:
+        """Orderly shutdown: cancel-all (verified), disarm the dead-man switch, close."""
+        rep = None
+        if self.trading is not None:
+            if cancel:
+                rep = await self.cancel_all()
+            if self.deadman is not None:
+                await self.deadman.stop(disarm=bool(rep and rep.ok))
+        if self.user_stream is not None:
+            self.user_stream.stop()
+        for t in self._tasks:
+            try:
+                await asyncio.wait_for(t, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001
+                t.cancel()
+        self._tasks.clear()
+        if self.trading is not None:
+            await self.trading.close()
+        return rep
+
+    def healthy(self) -> bool:
+        """False stops the dead-man refresh (the venue then cancels by itself)."""
+        return self.counters["publish_refused"] == 0
+
+    # ------------------------------------------------------------------ targets
+    def plan(self, row: np.void, mode: Mode = Mode.NORMAL) -> Actions:
+        """The actions for one TARGET_ROW under the risk ``mode`` (nothing is sent)."""
+        inst = int(row["instrument"])
+        working = [o for o in self.working.live_orders(inst) if o.client_id not in self._busy]
+        if mode >= Mode.HALT:
+            r = row.copy()
+            r["flags"] = int(r["flags"]) | 1
+            return diff(r, working)
+        acts = diff(row, working, self.cfg.px_tol, self.cfg.qty_tol, self.cfg.prefer_amend)
+        if mode == Mode.REDUCE_ONLY:
+            pos = self.working.position.get(inst, 0)
+            grow = Side.BUY if pos >= 0 else Side.SELL
+            acts.places = [p for p in acts.places if p.side != grow]
+            acts.amends = [a for a in acts.amends if a.side != grow]
+            acts.cancels += [Cancel(o.client_id, inst, o.side) for o in working
+                             if o.side == grow and all(c.client_id != o.client_id for c in acts.cancels)]
+        return acts
+
+    async def on_targets(self, row: np.void, mode: Mode = Mode.NORMAL, seen_mono: int = 0) -> Actions:
+        """Bring the instrument's orders to ``row``; returns the actions taken."""
+        seen_mono = seen_mono or time.monotonic_ns()
+        acts = self.plan(row, mode)
+        if not acts:
+            return acts
+        if self.trading is None:
+            self.counters["would_send"] += acts.n_orders
+            return acts
+        reduce_only = mode == Mode.REDUCE_ONLY
+        jobs = [self._cancel(c) for c in acts.cancels]
+        jobs += [self._amend(a, seen_mono) for a in acts.amends]
+        if self.trading.ws.connected or len(acts.places) <= 1:
+            jobs += [self._place(p, seen_mono, reduce_only) for p in acts.places]
+        else:
+            for i in range(0, len(acts.places), 5):
+                jobs.append(self._place_batch(acts.places[i:i + 5], seen_mono, reduce_only))
+        await asyncio.gather(*jobs)
+        return acts
+
+    def _latency(self, seen_mono: int, sent_mono: int) -> None:
+        if sent_mono and seen_mono and sent_mono >= seen_mono:
+            self.latency_ns.append(sent_mono - seen_mono)
+
+    def _new_order(self, p: Place, reduce_only: bool) -> OrderRequest:
+        cid, num = self.ids.next(p.md_seq)
+        flags = (FLAG_POST_ONLY if self.cfg.post_only else 0) | (FLAG_REDUCE_ONLY if reduce_only else 0)
+        self._emit([self.working.new_sent(client_id=cid, cid_num=num, instrument=p.instrument, side=p.side,
+                                          price=p.price, qty=p.qty, md_seq=p.md_seq, flags=flags)])
+        return OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
+                            post_only=self.cfg.post_only, reduce_only=reduce_only)
+
+    def _on_new_result(self, req: OrderRequest, res: VenueOrder | BaseException, seen_mono: int) -> None:
+        cid = req.client_id
+        if isinstance(res, VenueOrder):
+            self.working.set_sent_mono(cid, res.sent_mono)
+            self._latency(seen_mono, res.sent_mono)
+            kind = {S.FILLED: None, S.PARTIALLY_FILLED: None, S.CANCELED: K.CANCELED,
+                    S.EXPIRED: K.EXPIRED}.get(res.status, K.ACK)
+            # a fill in the answer is left to the stream / userTrades (they carry trade ids)
+            self._emit(self.working.apply(res.to_event(kind or K.ACK)).records)
+        elif isinstance(res, NotSent):
+            self.counters["not_sent"] += 1
+            self._emit(self.working.apply(VenueEvent(K.REJECT, cid, reason=REASON_NOT_SENT,
+                                                     local_ts=time.time_ns())).records)
+        elif isinstance(res, UnknownStatus):
+            self.counters["unknown_status"] += 1      # stays PENDING_NEW: the timeout queries it
+        elif isinstance(res, BinanceError):
+            self.counters["rejects"] += 1
+            self._emit(self.working.apply(VenueEvent(K.REJECT, cid, reason=max(-32768, res.code),
+                                                     local_ts=time.time_ns())).records)
+        else:
+            raise res
+
+    async def _place(self, p: Place, seen_mono: int, reduce_only: bool) -> None:
+        req = self._new_order(p, reduce_only)
+        self.counters["places"] += 1
+        self._busy.add(req.client_id)
+        try:
+            res: VenueOrder | BaseException = await self.trading.place(req)
+        except BinanceError as exc:
+            res = exc
+        finally:
+            self._busy.discard(req.client_id)
+        self._on_new_result(req, res, seen_mono)
+
+    async def _place_batch(self, places: list[Place], seen_mono: int, reduce_only: bool) -> None:
+        reqs = [self._new_order(p, reduce_only) for p in places]
+        self.counters["places"] += len(reqs)
+        try:
+            results: list = await self.trading.place_batch(reqs)
+        except BinanceError as exc:
+            results = [exc] * len(reqs)
+        for req, res in zip(reqs, results):
+            self._on_new_result(req, res, seen_mono)
+
+    async def _amend(self, a: Amend, seen_mono: int) -> None:
+        o = self.working.get(a.client_id)
+        if o is None:
+            return
+        self._emit(self.working.amend_sent(a.client_id, a.price, a.qty).records)
+        self.counters["amends"] += 1
+        self._busy.add(a.client_id)
+        try:
+            res = await self.trading.modify(self._symbol(a.instrument), a.client_id, a.side, a.price, a.qty)
+            self.working.set_sent_mono(a.client_id, res.sent_mono)
+            self._latency(seen_mono, res.sent_mono)
+            self._emit(self.working.apply(res.to_event(K.AMENDED)).records)
+        except UnknownStatus:
+            self.counters["unknown_status"] += 1
+        except BinanceError as exc:
+            reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
+            self.counters["not_sent" if isinstance(exc, NotSent) else "rejects"] += 1
+            self._emit(self.working.apply(VenueEvent(K.REJECT, a.client_id, reason=reason,
+                                                     local_ts=time.time_ns())).records)
+        finally:
+            self._busy.discard(a.client_id)
+
+    async def _cancel(self, c: Cancel) -> None:
+        self._emit(self.working.cancel_sent(c.client_id).records)
+        self.counters["cancels"] += 1
+        self._busy.add(c.client_id)
+        try:
+            res = await self.trading.cancel(self._symbol(c.instrument), c.client_id)
+            self.working.set_sent_mono(c.client_id, res.sent_mono)
+            self._emit(self.working.apply(res.to_event(K.CANCELED)).records)
+        except UnknownOrder as exc:
+            self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=exc.code,
+                                                     local_ts=time.time_ns())).records)
+        except UnknownStatus:
+            self.counters["unknown_status"] += 1
+        except BinanceError as exc:
+            reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
+            self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=reason,
+                                                     local_ts=time.time_ns())).records)
+        finally:
+            self._busy.discard(c.client_id)
+
+    # ------------------------------------------------------------------ venue reports
+    def on_user_event(self, ev: object) -> None:
+        if isinstance(ev, OrderUpdate):
+            vev = ev.to_event()
+            if vev is None:
+                return
+            out = self.working.apply(vev)
+            if out.illegal:
+                self.counters["illegal"] += 1
+                log.error("illegal order transition", extra={"detail": out.illegal})
+            self._emit(out.records)
+        elif isinstance(ev, AccountUpdate):
+            for p in ev.positions:
+                self.venue_positions[p.instrument] = p.amount
+        elif isinstance(ev, StreamStatus):
+            if ev.connected and ev.reconnect:
+                self._need_reconcile = True
+
+    # ------------------------------------------------------------------ housekeeping
+    async def tick(self) -> None:
+        """Timeouts (query, then cancel-all) and a pending reconciliation. Call every ~100 ms."""
+        if self.trading is None:
+            return
+        if self._need_reconcile:
+            self._need_reconcile = False
+            await self.reconcile()
+        if not self.trading.ws.connected and self.trading.prefer_ws:
+            if await self.trading.ensure_ws():
+                await self.reconcile()            # order-entry session came back
+        cancel_insts: set[int] = set()
+        for act in self.working.check_timeouts():
+            if act.kind == ActionKind.QUERY:
+                self.working.mark_queried(act.client_id)
+                await self._query(act.client_id, act.instrument)
+            else:
+                cancel_insts.add(act.instrument)
+        if cancel_insts:
+            await self.cancel_all([self._symbol(i) for i in sorted(cancel_insts)])
+
+    async def _query(self, cid: str, instrument: int) -> None:
+        try:
+            vo = await self.trading.query(self._symbol(instrument), cid)
+        except UnknownOrder:
+            o = self.working.get(cid)
+            if o is not None and o.status == S.PENDING_NEW:
+                self._emit(self.working.force_status(cid, S.REJECTED).records)
+            return
+        except BinanceError:
+            return                                  # still unknown: the next timeout escalates
+        o = self.working.get(cid)
+        if o is None:
+            return
+        if vo.status in (S.NEW, S.PARTIALLY_FILLED):
+            if o.status == S.PENDING_NEW:
+                self._emit(self.working.apply(vo.to_event(K.ACK)).records)
+            elif o.pending_amend is not None:
+                self._emit(self.working.apply(vo.to_event(K.AMENDED)).records)
+            # PENDING_CANCEL and still open: the cancel was lost; the next timeout cancels all
+        elif vo.status in (S.CANCELED, S.EXPIRED, S.REJECTED) and vo.filled_qty == o.filled_qty:
+            self._emit(self.working.force_status(cid, vo.status, filled_qty=vo.filled_qty,
+                                                 venue_ts=vo.update_ts).records)
+        else:
+            self._need_reconcile = True             # fills we have not seen: merge userTrades
+
+    async def cancel_all(self, symbols: Sequence[str] | None = None) -> CancelAllReport:
+        """Verified cancel-all, then reconciliation so local state matches (HALT, SIGTERM...)."""
+        self.counters["cancel_alls"] += 1
+        rep = await cancel_all(self.trading, list(symbols or self.symbols),
+                               deadline_s=self.cfg.cancel_all_deadline_s)
+        self.last_cancel_all = rep
+        await self.reconcile()
+        return rep
+
+    async def reconcile(self) -> ReconcileReport:
+        self.counters["reconciles"] += 1
+        since = self.trading.clock.venue_ms() - 24 * 3600 * 1000
+        rep = await reconcile(self.trading, self.working, self.symbols, self._symbol, since_ms=since)
+        self._emit(rep.records)
+        self.last_reconcile = rep
+        return rep

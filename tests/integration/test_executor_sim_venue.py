@@ -1,0 +1,307 @@
+"""The executor library against the simulated Binance USD-M venue running in its own process,
+over real loopback sockets (REST, WebSocket API, user-data stream)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import urllib.request
+
+import numpy as np
+import pytest
+
+from mmshm.execution.client_ids import ClientIdGenerator
+from mmshm.execution.session import ExecutionSession, SessionConfig
+from mmshm.instruments import InstrumentTable
+from mmshm.records import FEE_SCALE, TARGET_ROW, Mode, OrderEventKind as K, OrderStatus as S, Side
+from mmshm.venues.binance_usdm.auth import Signer
+from mmshm.venues.binance_usdm.trading import (BinanceTrading, InstrumentIndex, OrderRequest, PostOnlyReject,
+                                               UserStream, local_endpoints)
+
+KEY, SECRET = "mmshm-sim-key", "mmshm-sim-secret"
+
+VENUE_SCRIPT = r"""
+import asyncio
+from mmshm.venues.sim.server import SimVenue, VenueConfig
+async def main():
+    v = SimVenue(VenueConfig(symbols=("BTCUSDT",), market="none"))
+    await v.start()
+    print(v.port, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def venue(spawn):
+    """The simulated venue in a child process; yields its port."""
+    proc = spawn([sys.executable, "-c", VENUE_SCRIPT],
+                 env={"MMSHM_API_KEY": KEY, "MMSHM_API_SECRET": SECRET})
+    line = proc.stdout.readline()
+    if not line:
+        pytest.fail(f"venue did not start: {proc.stderr.read().decode()[-2000:]}")
+    return int(line)
+
+
+def control(port: int, method: str, path: str, body: dict | None = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/_control{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+async def acontrol(port, method, path, body=None):
+    return await asyncio.to_thread(control, port, method, path, body)
+
+
+def book(port, bid="50000.0", ask="50010.0", qty="1"):
+    control(port, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [[bid, qty]], "asks": [[ask, qty]]})
+
+
+def target(md_seq=1, bids=(), asks=(), pull=False):
+    r = np.zeros(1, TARGET_ROW)[0]
+    r["md_seq"], r["flags"] = md_seq, int(pull)
+    r["n_bids"], r["n_asks"] = len(bids), len(asks)
+    for i, (p, q) in enumerate(bids):
+        r["bid_px"][i], r["bid_qty"][i] = p, q
+    for i, (p, q) in enumerate(asks):
+        r["ask_px"][i], r["ask_qty"][i] = p, q
+    return r
+
+
+async def instruments(port) -> InstrumentIndex:
+    def get():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/fapi/v1/exchangeInfo", timeout=10) as r:
+            return json.loads(r.read())
+    info = await asyncio.to_thread(get)
+    return InstrumentIndex(InstrumentTable.from_binance_exchange_info(info, ["BTCUSDT"],
+                                                                      maker_fee_ppm=200, taker_fee_ppm=500).specs)
+
+
+async def session(port, *, prefer_ws=True, epoch=None, deadman=False, **cfg) -> tuple[ExecutionSession, list]:
+    idx = await instruments(port)
+    ep = local_endpoints("127.0.0.1", port)
+    t = BinanceTrading(ep, Signer(KEY, SECRET), idx, prefer_ws=prefer_ws, timeout_s=3.0)
+    us = UserStream(ep.ws_stream, t.rest, idx, backoff_base_s=0.02, backoff_cap_s=0.2)
+    published: list = []
+    s = ExecutionSession(t, idx, ClientIdGenerator("mm", epoch=epoch), lambda r: published.append(r) or True,
+                         user_stream=us, config=SessionConfig(deadman=deadman, **cfg))
+    await s.start()
+    for _ in range(200):                       # user stream up before we trade
+        if us.connects:
+            break
+        await asyncio.sleep(0.01)
+    return s, published
+
+
+async def wait_for(cond, timeout=5.0):
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return True
+        await asyncio.sleep(0.01)
+    return cond()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("prefer_ws", [True, False])
+def test_place_fill_position_and_fees(venue, prefer_ws):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue, prefer_ws=prefer_ws)
+        try:
+            acts = await s.on_targets(target(11, bids=[(500000, 2)]))
+            assert len(acts.places) == 1
+            (o,) = s.working.live_orders(0)
+            assert o.status == S.NEW and o.md_seq == 11
+            assert s.trading.counters["via_ws" if prefer_ws else "via_rest"] == 1
+            # a public sell of 1.002 at our price eats the 1.0 ahead of us, then our 0.002
+            await acontrol(venue, "POST", "/market/trade", {"symbol": "BTCUSDT", "price": "50000.0",
+                                                             "qty": "1.002", "side": "SELL"})
+            assert await wait_for(lambda: s.working.get(o.client_id).status == S.FILLED)
+            assert s.working.position[0] == 2
+            # maker fee: 0.002 * 50000 * 0.0002 = 0.02 USDT
+            assert s.working.fees[0] == 2 * FEE_SCALE // 100
+            kinds = [int(r["kind"]) for r in pub]
+            assert kinds.count(K.FILL) == 1 and K.NEW_SENT in kinds and K.ACK in kinds
+            fill = next(r for r in pub if r["kind"] == K.FILL)
+            assert fill["md_seq"] == 11 and fill["trade_id"] > 0 and fill["sent_mono"] > 0
+            # the venue agrees
+            await s.reconcile()
+            assert s.last_reconcile.position_diffs == {} and s.last_reconcile.ok
+            assert len(s.latency_ns) == 1
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_place_cancel_no_phantom_position_and_amend(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue)
+        try:
+            await s.on_targets(target(1, bids=[(499990, 3)], asks=[(500200, 3)]))
+            assert len(s.working.live_orders(0)) == 2
+            acts = await s.on_targets(target(2, bids=[(499980, 3)], asks=[(500210, 3)]))
+            assert len(acts.amends) == 2 and not acts.places and not acts.cancels
+            assert sorted(o.price for o in s.working.live_orders(0)) == [499980, 500210]
+            acts = await s.on_targets(target(3, pull=True))
+            assert len(acts.cancels) == 2
+            assert await wait_for(lambda: not s.working.live_orders(0))
+            assert s.working.position.get(0, 0) == 0
+            venue_open = await s.trading.open_orders("BTCUSDT")
+            assert venue_open == []
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_partial_fill_then_cancel_rest_exact(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue)
+        try:
+            await s.on_targets(target(1, asks=[(500100, 5)]))
+            (o,) = s.working.live_orders(0)
+            await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                            "asks": [["50010.0", "0"], ["50010.0", "0"]]})
+            await acontrol(venue, "POST", "/market/trade", {"symbol": "BTCUSDT", "price": "50010.0",
+                                                             "qty": "0.002", "side": "BUY"})
+            assert await wait_for(lambda: s.working.get(o.client_id).filled_qty == 2)
+            assert s.working.get(o.client_id).status == S.PARTIALLY_FILLED
+            await s.on_targets(target(2, pull=True))
+            assert await wait_for(lambda: s.working.get(o.client_id).status == S.CANCELED)
+            assert s.working.position[0] == -2
+            assert s.working.fees[0] == 2 * 50010 * FEE_SCALE * 2 // 10_000 // 1000  # 0.0002 * 100.02
+            rep = await s.reconcile()
+            assert rep.position_diffs == {} and rep.fills_added == 0
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_post_only_reject_changes_nothing(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue)
+        try:
+            await s.on_targets(target(1, bids=[(500100, 2)]))     # would cross the 50010 ask
+            assert s.working.live_orders() == [] and s.working.position.get(0, 0) == 0
+            rej = [r for r in pub if r["kind"] == K.REJECT]
+            assert len(rej) == 1 and rej[0]["reason"] == -5022 and rej[0]["status"] == S.REJECTED
+            with pytest.raises(PostOnlyReject):
+                await s.trading.rest.place(OrderRequest("BTCUSDT", Side.BUY, 500100, 2, "mm1_1_1"))
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_cancel_all_and_reconcile_unknown_orders(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        # a previous run leaves two orders resting
+        old, _ = await session(venue, epoch=1000)
+        await old.on_targets(target(1, bids=[(499000, 3)], asks=[(501000, 2)]))
+        await old.trading.close()
+        old.user_stream.stop()
+        # the next run reconciles at start: both are unknown to it and get cancelled
+        s, pub = await session(venue, epoch=2000)
+        try:
+            rep = s.last_reconcile
+            assert len(rep.unknown_canceled) == 2 and all(c.startswith("mm") for c in rep.unknown_canceled)
+            assert await s.trading.open_orders("BTCUSDT") == []
+            await s.on_targets(target(2, bids=[(499000, 3), (498000, 3)], asks=[(501000, 2)]))
+            assert len(await s.trading.open_orders("BTCUSDT")) == 3
+            rep = await s.cancel_all()
+            assert rep.ok and rep.canceled == 3 and rep.method == "bulk", rep
+            assert await wait_for(lambda: not s.working.live_orders())
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_dead_man_switch_cancels_when_refresh_stops(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue, deadman=True, deadman_countdown_ms=1000, deadman_refresh_s=0.2)
+        try:
+            await s.on_targets(target(1, bids=[(499000, 3)]))
+            await asyncio.sleep(1.2)            # refreshed: still resting
+            assert len(await s.trading.open_orders("BTCUSDT")) == 1
+            await s.deadman.stop(disarm=False)   # the executor "hangs"
+            assert await wait_for(lambda: not s.working.live_orders(), timeout=5)
+            assert await s.trading.open_orders("BTCUSDT") == []
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_429_storm_breaker_backs_off_no_418(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue, prefer_ws=False)
+        s.trading.breaker.base_ns = 50_000_000
+        try:
+            await acontrol(venue, "POST", "/faults", {"storm429": {"count": 3, "retry_after": 1}})
+            # keep quoting every 100 ms: the storm is answered, we back off, then recover
+            for i in range(100):
+                await s.on_targets(target(i + 1, bids=[(499000 - i, 3)]))
+                if s.working.live_orders(0) and s.trading.breaker.state == 0:
+                    break
+                await asyncio.sleep(0.1)
+            stats = await acontrol(venue, "GET", "/stats")
+            assert s.trading.budget.snapshot()["n_418"] == 0
+            assert stats["faults"]["storm429"] >= 1
+            assert s.trading.breaker.counts["opened"] >= 1
+            assert s.trading.budget.snapshot()["n_429"] == 3
+            assert s.trading.rest.counters["refused_budget"] > 0       # refused locally while blocked
+            assert s.trading.breaker.state == 0      # recovered (closed)
+            assert len(s.working.live_orders(0)) == 1
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(90)
+def test_ws_api_drop_falls_back_and_reconnects(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        # drops apply to connections opened after the fault is set
+        await acontrol(venue, "POST", "/faults", {"drop": [{"channel": "wsapi", "after": 3, "times": 3},
+                                                           {"channel": "user", "after": 5, "times": 3}]})
+        s, pub = await session(venue)
+        try:
+            for i in range(30):
+                await s.on_targets(target(i + 1, bids=[(499000 - (i % 4), 3)], asks=[(501000 + (i % 3), 2)]))
+                await s.tick()
+                await asyncio.sleep(0.05)
+            for _ in range(20):
+                await s.tick()
+                await asyncio.sleep(0.05)
+            await s.reconcile()
+            venue_open = {o.client_id for o in await s.trading.open_orders("BTCUSDT")}
+            local_open = {o.client_id for o in s.working.live_orders()}
+            assert venue_open == local_open and len(venue_open) == 2
+            assert s.trading.ws.connects >= 2 and s.user_stream.connects >= 2
+            assert s.counters["illegal"] == 0
+        finally:
+            await s.stop()
+    run(main())
