@@ -76,7 +76,7 @@ def test_weight_window_429_then_418_then_recovers():
     with pytest.raises(E.VenueError) as info:
         rl.charge("ip", 1)
     assert info.value.http_status == 418 and info.value.retry_after == 30
-    clock.t = 661.0                        # new window, still banned
+    clock.t = 655.0                        # still banned (until 660)
     with pytest.raises(E.VenueError) as info:
         rl.charge("ip", 1)
     assert info.value.http_status == 418
