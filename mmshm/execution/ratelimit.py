@@ -16,6 +16,9 @@ are then made under that segment's lock; here a process owns its own record.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
@@ -106,6 +109,8 @@ class RateBudget:
             raise TypeError("state must be a single RATE_STATE record")
         self.s = state.reshape(())
         self._clock = clock
+        if not hasattr(self, "_lock"):
+            self._lock = contextlib.nullcontext
         if not 0 <= margin < 1:
             raise ValueError("margin must be in [0, 1)")
         self.s["margin_ppm"] = int(margin * 1_000_000)
@@ -114,24 +119,25 @@ class RateBudget:
 
     def configure(self, rate_limits: Iterable[Mapping]) -> None:
         """Seed the buckets from exchangeInfo ``rateLimits`` (unknown kinds ignored)."""
-        for rl in rate_limits:
-            kind, unit = rl.get("rateLimitType"), rl.get("interval")
-            if unit not in _UNIT_NS:
-                continue
-            ival = _UNIT_NS[unit] * int(rl.get("intervalNum", 1))
-            if kind == "REQUEST_WEIGHT" and ival == 60_000_000_000:
-                b = B_WEIGHT_1M
-            elif kind == "ORDERS" and ival == 10_000_000_000:
-                b = B_ORDERS_10S
-            elif kind == "ORDERS" and ival == 60_000_000_000:
-                b = B_ORDERS_1M
-            elif kind == "ORDERS" and ival == 86_400_000_000_000:
-                b = B_ORDERS_1D
-            else:
-                continue
-            self.s["interval_ns"][b] = ival
-            self.s["limit"][b] = int(rl["limit"])
-        self._bump()
+        with self._lock():
+            for rl in rate_limits:
+                kind, unit = rl.get("rateLimitType"), rl.get("interval")
+                if unit not in _UNIT_NS:
+                    continue
+                ival = _UNIT_NS[unit] * int(rl.get("intervalNum", 1))
+                if kind == "REQUEST_WEIGHT" and ival == 60_000_000_000:
+                    b = B_WEIGHT_1M
+                elif kind == "ORDERS" and ival == 10_000_000_000:
+                    b = B_ORDERS_10S
+                elif kind == "ORDERS" and ival == 60_000_000_000:
+                    b = B_ORDERS_1M
+                elif kind == "ORDERS" and ival == 86_400_000_000_000:
+                    b = B_ORDERS_1D
+                else:
+                    continue
+                self.s["interval_ns"][b] = ival
+                self.s["limit"][b] = int(rl["limit"])
+            self._bump()
 
     def _bump(self) -> None:
         self.s["version"] += 2
@@ -148,44 +154,47 @@ class RateBudget:
 
     def headroom(self, b: int) -> int:
         """Units left in bucket ``b`` before the safety margin (after rolling windows)."""
-        self._roll(self._clock())
-        lim = int(self.s["limit"][b])
-        cap = lim - lim * int(self.s["margin_ppm"]) // 1_000_000
-        return cap - int(self.s["used"][b])
+        with self._lock():
+            self._roll(self._clock())
+            lim = int(self.s["limit"][b])
+            cap = lim - lim * int(self.s["margin_ppm"]) // 1_000_000
+            return cap - int(self.s["used"][b])
 
     def check(self, cost: Cost) -> int:
         """0 if ``cost`` fits now, else ns to wait (until unblocked or the window rolls)."""
-        now = self._clock()
-        s = self.s
-        if now < int(s["blocked_until_ns"]):
-            return int(s["blocked_until_ns"]) - now
-        self._roll(now)
-        margin = int(s["margin_ppm"])
-        for b in range(N_BUCKETS):
-            ival = int(s["interval_ns"][b])
-            if not ival:
-                continue
-            need = cost.weight if b == B_WEIGHT_1M else cost.orders
-            if need <= 0:
-                continue
-            lim = int(s["limit"][b])
-            cap = lim - lim * margin // 1_000_000
-            if int(s["used"][b]) + need > cap:
-                return (int(s["window"][b]) + 1) * ival - now
-        return 0
+        with self._lock():
+            now = self._clock()
+            s = self.s
+            if now < int(s["blocked_until_ns"]):
+                return int(s["blocked_until_ns"]) - now
+            self._roll(now)
+            margin = int(s["margin_ppm"])
+            for b in range(N_BUCKETS):
+                ival = int(s["interval_ns"][b])
+                if not ival:
+                    continue
+                need = cost.weight if b == B_WEIGHT_1M else cost.orders
+                if need <= 0:
+                    continue
+                lim = int(s["limit"][b])
+                cap = lim - lim * margin // 1_000_000
+                if int(s["used"][b]) + need > cap:
+                    return (int(s["window"][b]) + 1) * ival - now
+            return 0
 
     def acquire(self, cost: Cost) -> None:
         """Debit ``cost`` or raise :class:`RateLimited` (then nothing may be sent)."""
-        wait = self.check(cost)
-        if wait:
-            self.s["refused"] += 1
+        with self._lock():
+            wait = self.check(cost)
+            if wait:
+                self.s["refused"] += 1
+                self._bump()
+                raise RateLimited(f"rate budget refuses weight={cost.weight} orders={cost.orders}", wait)
+            s = self.s
+            for b in range(N_BUCKETS):
+                if int(s["interval_ns"][b]):
+                    s["used"][b] += cost.weight if b == B_WEIGHT_1M else cost.orders
             self._bump()
-            raise RateLimited(f"rate budget refuses weight={cost.weight} orders={cost.orders}", wait)
-        s = self.s
-        for b in range(N_BUCKETS):
-            if int(s["interval_ns"][b]):
-                s["used"][b] += cost.weight if b == B_WEIGHT_1M else cost.orders
-        self._bump()
 
     def try_acquire(self, cost: Cost) -> bool:
         try:
@@ -196,19 +205,20 @@ class RateBudget:
 
     def update_from_headers(self, headers: Mapping[str, str]) -> None:
         """Correct the buckets from the venue's counts (they include other users of the key)."""
-        now = self._clock()
-        self._roll(now)
-        for name, value in headers.items():
-            b = HEADER_BUCKETS.get(name.lower())
-            if b is None:
-                continue
-            try:
-                used = int(value)
-            except (TypeError, ValueError):
-                continue
-            if used > int(self.s["used"][b]):
-                self.s["used"][b] = used
-        self._bump()
+        with self._lock():
+            now = self._clock()
+            self._roll(now)
+            for name, value in headers.items():
+                b = HEADER_BUCKETS.get(name.lower())
+                if b is None:
+                    continue
+                try:
+                    used = int(value)
+                except (TypeError, ValueError):
+                    continue
+                if used > int(self.s["used"][b]):
+                    self.s["used"][b] = used
+            self._bump()
 
     def update_from_ws(self, rate_limits: Iterable[Mapping]) -> None:
         """The WebSocket API's ``rateLimits`` array (``count`` per limit) as headers."""
@@ -224,14 +234,16 @@ class RateBudget:
 
     def on_429(self, retry_after_s: float | None) -> None:
         """Stop everything until Retry-After (default: the end of the current minute)."""
-        self._block(retry_after_s)
-        self.s["n_429"] += 1
-        self._bump()
+        with self._lock():
+            self._block(retry_after_s)
+            self.s["n_429"] += 1
+            self._bump()
 
     def on_418(self, retry_after_s: float | None) -> None:
-        self._block(retry_after_s)
-        self.s["n_418"] += 1
-        self._bump()
+        with self._lock():
+            self._block(retry_after_s)
+            self.s["n_418"] += 1
+            self._bump()
 
     def _block(self, retry_after_s: float | None) -> None:
         now = self._clock()
@@ -247,11 +259,66 @@ class RateBudget:
 
     def snapshot(self) -> dict[str, object]:
         """Counters for status/metrics."""
-        self._roll(self._clock())
-        s = self.s
-        return {
-            **{f"{BUCKET_NAMES[b]}_used": int(s["used"][b]) for b in range(N_BUCKETS) if s["interval_ns"][b]},
-            **{f"{BUCKET_NAMES[b]}_limit": int(s["limit"][b]) for b in range(N_BUCKETS) if s["interval_ns"][b]},
-            "refused": int(s["refused"]), "n_429": int(s["n_429"]), "n_418": int(s["n_418"]),
-            "blocked_for_ns": self.blocked_for_ns(),
-        }
+        with self._lock():
+            self._roll(self._clock())
+            s = self.s
+            return {
+                **{f"{BUCKET_NAMES[b]}_used": int(s["used"][b]) for b in range(N_BUCKETS) if s["interval_ns"][b]},
+                **{f"{BUCKET_NAMES[b]}_limit": int(s["limit"][b]) for b in range(N_BUCKETS) if s["interval_ns"][b]},
+                "refused": int(s["refused"]), "n_429": int(s["n_429"]), "n_418": int(s["n_418"]),
+                "blocked_for_ns": self.blocked_for_ns(),
+            }
+
+
+class _FlockGuard:
+    """Re-entrant exclusive ``flock`` on a file: the kernel drops it if the holder dies,
+    so a killed process can never leave the shared budget locked."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.depth = 0
+
+    def __call__(self) -> "_FlockGuard":
+        return self
+
+    def __enter__(self) -> None:
+        if self.depth == 0:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+#: Segment name of the shared budget: ``/mmshm-<instance>-ratelimit``.
+SEGMENT = "ratelimit"
+
+
+class SharedRateBudget(RateBudget):
+    """The rate budget of every process of an instance that talks to the venue.
+
+    The :data:`RATE_STATE` record lives in the shared-memory segment
+    ``/mmshm-<instance>-ratelimit`` (created by whoever comes first, validated by the
+    others); every read-modify-write holds an exclusive ``flock`` on the segment's file,
+    so two processes can never both spend the last unit. Seeding from exchangeInfo by
+    one process is seen by all.
+    """
+
+    def __init__(self, instance: str, *, margin: float = 0.1, clock: Callable[[], int] = time.time_ns,
+                 rate_limits: Iterable[Mapping] | None = None) -> None:
+        from mmshm.shm import segment as sg
+        self._seg = sg.create_or_attach(instance, SEGMENT, sg.Kind.SEQLOCK, RATE_STATE, 1)
+        self._fd = os.open(os.path.join(sg.SHM_DIR, self._seg.name), os.O_RDWR)
+        self._lock = _FlockGuard(self._fd)
+        state = self._seg.data(RATE_STATE)[0:1]
+        with self._lock():
+            super().__init__(state, margin=margin, clock=clock, rate_limits=rate_limits)
+
+    def close(self) -> None:
+        self.s = None  # type: ignore[assignment]
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._seg.close()

@@ -90,3 +90,20 @@ def test_costs_table():
     assert cost_of("POST /fapi/v1/order") == Cost(0, 1)
     assert cost_of("POST /fapi/v1/batchOrders") == Cost(5, 5)
     assert cost_of("GET /unknown") == Cost(1, 0)
+
+
+def test_shared_budget_in_shm(instance):
+    from mmshm.execution.ratelimit import SharedRateBudget
+    c = Clock()
+    a = SharedRateBudget(instance, margin=0.0, clock=c, rate_limits=LIMITS)
+    b = SharedRateBudget(instance, margin=0.0, clock=c)          # attaches, keeps the seeding
+    try:
+        for _ in range(10):
+            a.acquire(Cost(0, 1))
+            b.acquire(Cost(0, 1))
+        assert not a.try_acquire(Cost(0, 1)) and not b.try_acquire(Cost(0, 1))   # 20 per 10 s, shared
+        b.on_429(5)
+        assert a.blocked_for_ns() == 5_000_000_000
+    finally:
+        a.close()
+        b.close()
