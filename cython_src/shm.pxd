@@ -14,6 +14,7 @@ cimport numpy as cnp
 
 cdef class _Shm:
     cdef readonly object segment        # mmshm.shm.segment.Segment (owns the mapping)
+    cdef readonly str posix_name        # /mmshm-<instance>-<name> (kept after close, for unlink)
     cdef readonly cnp.dtype dtype
     cdef char* _base                    # header
     cdef char* _data                    # first slot/row

@@ -109,6 +109,14 @@ cdef inline uint64_t _u64(object v) except? 0:
     return <uint64_t>v
 
 
+def _unlink(str posix_name):
+    import posix_ipc
+    try:
+        posix_ipc.unlink_shared_memory(posix_name)
+    except posix_ipc.ExistentialError:
+        pass
+
+
 def _segmod():
     import mmshm.shm.segment as S
     return S
@@ -121,6 +129,7 @@ cdef class _Shm:
 
     cdef _bind(self, object seg, object dtype):
         self.segment = seg
+        self.posix_name = seg.posix_name
         self.dtype = np.dtype(dtype)
         h = seg.header
         self._base = <char*><uintptr_t>seg.address
@@ -179,8 +188,8 @@ cdef class _Shm:
 
     @property
     def name(self) -> str:
-        self._check_open()
-        return self.segment.posix_name
+        """The POSIX name, /mmshm-<instance>-<name>."""
+        return self.posix_name
 
     @property
     def capacity(self) -> int:
@@ -357,12 +366,8 @@ cdef class _RingWriter(_Shm):
         mm_store_release_u64(self._base + OFF_ALARM, 0)
 
     def unlink(self) -> None:
-        """Remove the segment name from /dev/shm (mappings stay valid until closed)."""
-        seg = self.segment
-        if seg is None:
-            _segmod()
-            raise _segmod().ShmError("writer is closed; unlink before close")
-        seg.unlink()
+        """Remove the segment name from /dev/shm (mappings stay valid until closed; works after close)."""
+        _unlink(self.posix_name)
 
 
 cdef class BroadcastWriter(_RingWriter):
@@ -894,6 +899,5 @@ cdef class SeqlockTable(_Shm):
         mm_store_release_u64(self._base + OFF_HEARTBEAT_COUNT, c)
 
     def unlink(self) -> None:
-        """Remove the segment name from /dev/shm."""
-        self._check_open()
-        self.segment.unlink()
+        """Remove the segment name from /dev/shm (works after close)."""
+        _unlink(self.posix_name)
