@@ -9,6 +9,7 @@
 # cython_src/mmshm._native.quoter.pxd is a symlink to this file (how Cython finds the
 # .pxd of a module named mmshm._native.quoter).
 from libc.stdint cimport int64_t, uint64_t
+from mmshm._native.shm cimport SeqlockTable
 
 cdef enum:
     QMAX_LEVELS = 5          # == mmshm.records.TARGET_LEVELS (checked at import)
@@ -113,6 +114,12 @@ cdef class Quoter:
     cdef readonly int instrument
     cdef readonly object params
     cdef readonly object spec
+    cdef int64_t _book[88]          # BOOK_ROW (704 bytes), 8-byte aligned local copies for step()
+    cdef int64_t _cg[16]            # CONTROL_ROW (128)
+    cdef int64_t _ci[16]
+    cdef int64_t _out[32]           # TARGET_ROW (256)
+    cdef int _step(self, SeqlockTable books, SeqlockTable control, SeqlockTable targets,
+                   int64_t position, int64_t now_ns, int64_t timeout_ns) noexcept nogil
     cdef int cycle_raw(self, const unsigned char *book, const unsigned char *ctrl_global,
                        const unsigned char *ctrl_inst, int64_t position, int64_t now_ns,
                        unsigned char *out) noexcept nogil

@@ -12,6 +12,9 @@ from libc.math cimport exp, log, sqrt, pow, floor, ceil, fabs, isfinite, NAN
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t
 from libc.string cimport memset
 
+from atomics cimport mm_monotonic_ns
+from mmshm._native.shm cimport SeqlockTable
+
 import numpy as np
 
 from mmshm.records import BOOK_DEPTH, BOOK_ROW, CONTROL_ROW, TARGET_LEVELS, TARGET_ROW
@@ -34,6 +37,8 @@ cdef enum:
     R_CASCADE = 8
     R_MODEL_INVALID = 9
     R_NO_SIDE = 10
+    R_BOOK_BUSY = 11
+    R_CONTROL_BUSY = 12
     TF_PULL = 1
     TF_REDUCE_ONLY = 2
     TF_WIDENED = 4
@@ -63,7 +68,8 @@ def _offset(dt, name, fmt):
     return f[1]
 
 
-if TARGET_LEVELS != QMAX_LEVELS or BOOK_DEPTH != QMAX_BOOK:
+if (TARGET_LEVELS != QMAX_LEVELS or BOOK_DEPTH != QMAX_BOOK or BOOK_ROW.itemsize != 704
+        or CONTROL_ROW.itemsize != 128 or TARGET_ROW.itemsize != 256):
     raise ImportError("quoter.pxd QMAX_LEVELS/QMAX_BOOK differ from mmshm.records")
 B_STATUS = _offset(BOOK_ROW, "status", "<u2")
 B_NBIDS = _offset(BOOK_ROW, "n_bids", "<u2")
@@ -472,7 +478,8 @@ cdef class Quoter:
     def set_params(self, params):
         """Copy validated QuoterParams (and the spec) into the C struct; signal state restarts."""
         from mmshm.strategy.params import FairValue, Model, PullReason
-        if (Model.FIXED, Model.AS, Model.GLFT) != (M_FIXED, M_AS, M_GLFT) or PullReason.NO_SIDE != R_NO_SIDE:
+        if ((Model.FIXED, Model.AS, Model.GLFT) != (M_FIXED, M_AS, M_GLFT)
+                or PullReason.CONTROL_BUSY != R_CONTROL_BUSY):
             raise RuntimeError("quoter.pyx enums differ from mmshm.strategy.params")
         cdef QuoterParamsC p
         cdef int i
@@ -557,6 +564,55 @@ cdef class Quoter:
             r = quote_cycle(&self.p, &self.s, self.instrument, &book[0], &ctrl_global[0],
                             &ctrl_inst[0], position, now_ns, &out[0])
         return r
+
+    def step(self, SeqlockTable books, SeqlockTable control, SeqlockTable targets,
+             int64_t position, int64_t now_ns=0, double timeout_s=0.001):
+        """The whole per-event step of the quoter process, in one call and without the GIL:
+        seqlock-read book row ``instrument`` and control rows 0 and 1 + ``instrument``, run
+        the cycle, seqlock-write target row ``instrument``. ``now_ns`` 0 = CLOCK_MONOTONIC.
+        A row that cannot be read consistently within ``timeout_s`` pulls (BOOK_BUSY /
+        CONTROL_BUSY). Returns the PullReason; ValueError if a row index is out of range."""
+        cdef int r
+        cdef int64_t t = <int64_t>(timeout_s * 1e9)
+        if books.dtype != BOOK_ROW or control.dtype != CONTROL_ROW or targets.dtype != TARGET_ROW:
+            raise ValueError("quoter.step: tables must be BOOK_ROW, CONTROL_ROW and TARGET_ROW")
+        with nogil:
+            if now_ns == 0:
+                now_ns = mm_monotonic_ns()
+            r = self._step(books, control, targets, position, now_ns, t)
+        if r < 0:
+            raise ValueError(f"quoter.step: row out of range for instrument {self.instrument}")
+        return r
+
+    cdef int _step(self, SeqlockTable books, SeqlockTable control, SeqlockTable targets,
+                   int64_t position, int64_t now_ns, int64_t timeout_ns) noexcept nogil:
+        cdef int r, rb, rg, ri
+        cdef unsigned char *out = <unsigned char *>self._out
+        rb = books.read_ptr(self.instrument, self._book, timeout_ns)
+        rg = control.read_ptr(0, self._cg, timeout_ns)
+        ri = control.read_ptr(1 + self.instrument, self._ci, timeout_ns)
+        if rb < 0 or rg < 0 or ri < 0:
+            return -1
+        if rb == 0:
+            (<uint16_t *>(out + T_INSTR))[0] = <uint16_t>self.instrument
+            (<int64_t *>(out + T_QMONO))[0] = now_ns
+            r = pull(&self.s, out, R_BOOK_BUSY)
+        elif rg == 0 or ri == 0:
+            (<uint16_t *>(out + T_INSTR))[0] = <uint16_t>self.instrument
+            (<uint64_t *>(out + T_MDSEQ))[0] = rd_u64(<unsigned char *>self._book, B_MDSEQ)
+            (<int64_t *>(out + T_PUB))[0] = rd_i64(<unsigned char *>self._book, B_PUB)
+            (<int64_t *>(out + T_QMONO))[0] = now_ns
+            r = pull(&self.s, out, R_CONTROL_BUSY)
+        else:
+            r = quote_cycle(&self.p, &self.s, self.instrument, <unsigned char *>self._book,
+                            <unsigned char *>self._cg, <unsigned char *>self._ci, position, now_ns, out)
+        if targets.write_ptr(self.instrument, self._out) < 0:
+            return -1
+        return r
+
+    def last_target(self):
+        """A copy of the last TARGET_ROW ``step`` wrote (np.void)."""
+        return np.frombuffer(bytes((<unsigned char *>self._out)[:TARGET_SIZE]), dtype=TARGET_ROW)[0]
 
     @property
     def reason(self):

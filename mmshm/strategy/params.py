@@ -41,6 +41,8 @@ class PullReason(IntEnum):
     CASCADE = 8
     MODEL_INVALID = 9
     NO_SIDE = 10      # nothing left to quote after limits / reduce-only
+    BOOK_BUSY = 11    # Quoter.step: no consistent read of the book row (writer stuck mid-write)
+    CONTROL_BUSY = 12 # Quoter.step: no consistent read of a control row: no quoting without limits
 
 
 #: TARGET_ROW.flags bits written by the quoter.
