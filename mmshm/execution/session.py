@@ -58,6 +58,7 @@ class SessionConfig:
     deadman_refresh_s: float = 3.0
     deadman: bool = True
     cancel_all_deadline_s: float = 10.0
+    cancel_retry_backoff_s: float = 0.05
     reconcile_on_start: bool = True
     latency_samples: int = 100_000
 
@@ -344,7 +345,8 @@ class ExecutionSession:
         """Verified cancel-all, then reconciliation so local state matches (HALT, SIGTERM...)."""
         self.counters["cancel_alls"] += 1
         rep = await cancel_all(self.trading, list(symbols or self.symbols),
-                               deadline_s=self.cfg.cancel_all_deadline_s)
+                               deadline_s=self.cfg.cancel_all_deadline_s,
+                               backoff_s=self.cfg.cancel_retry_backoff_s)
         self.last_cancel_all = rep
         await self.reconcile()
         return rep
@@ -356,3 +358,48 @@ class ExecutionSession:
         self._emit(rep.records)
         self.last_reconcile = rep
         return rep
+
+
+def session_config(executor_cfg: object) -> SessionConfig:
+    """SessionConfig from the config's ``[executor]`` section (``mmshm.config.ExecutorConfig``)."""
+    e = executor_cfg
+    return SessionConfig(
+        px_tol=e.price_tolerance_ticks, qty_tol=e.size_tolerance_lots, prefer_amend=e.prefer_amend,
+        pending_timeout_ns=e.pending_timeout_ms * 1_000_000, deadman_countdown_ms=e.deadman_countdown_ms,
+        deadman_refresh_s=e.deadman_refresh_ms / 1000, cancel_all_deadline_s=e.cancel_all_timeout_s,
+        cancel_retry_backoff_s=e.cancel_retry_backoff_s)
+
+
+def session_from_config(cfg: object, instruments: InstrumentIndex, publish: Callable[[np.void], bool], *,
+                        signer: object | None = None, budget: object | None = None,
+                        id_prefix: str = "mm") -> ExecutionSession:
+    """Wire a session from ``mmshm.config.Config``: mode, endpoints, shared rate budget,
+    breaker, tolerances. observe/shadow get a session that sends nothing (no signer needed).
+
+    ``signer`` defaults to the credentials from ``$CREDENTIALS_DIRECTORY`` or the env; the
+    budget defaults to the instance's shared segment (:class:`SharedRateBudget`).
+    """
+    from mmshm.execution.breaker import CircuitBreaker
+    from mmshm.execution.ratelimit import SharedRateBudget
+    from mmshm.venues.binance_usdm.auth import load_signer
+    from mmshm.venues.binance_usdm.trading import endpoints_for
+
+    mode = ExchangeEnv(cfg.mode)
+    ids = ClientIdGenerator(id_prefix)
+    scfg = session_config(cfg.executor)
+    if not mode.sends_orders:
+        return ExecutionSession(None, instruments, ids, publish, mode=mode, config=scfg)
+    v, e = cfg.venue, cfg.executor
+    ep = endpoints_for(mode, rest_url=v.rest_url, ws_api_url=v.ws_api_url, sim_host=v.sim_host,
+                       sim_port=v.sim_port)
+    signer = signer or load_signer()
+    if signer is None:
+        raise ValueError(f"mode {mode.value} needs API credentials ($CREDENTIALS_DIRECTORY or MMSHM_API_KEY/SECRET)")
+    budget = budget or SharedRateBudget(cfg.instance)
+    breaker = CircuitBreaker(failure_threshold=e.breaker_failures, reject_threshold=e.breaker_rejects,
+                             reject_window_ns=int(e.breaker_reject_window_s * 1e9),
+                             base_ns=int(e.breaker_backoff_base_s * 1e9), cap_ns=int(e.breaker_backoff_max_s * 1e9))
+    trading = BinanceTrading(ep, signer, instruments, budget=budget, breaker=breaker,
+                             recv_window_ms=v.recv_window_ms, timeout_s=e.request_timeout_s, prefer_ws=e.prefer_ws)
+    stream = UserStream(ep.ws_stream, trading.rest, instruments)
+    return ExecutionSession(trading, instruments, ids, publish, mode=mode, user_stream=stream, config=scfg)

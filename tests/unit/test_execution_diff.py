@@ -57,3 +57,50 @@ def test_batches_respect_venue_limits():
     batches = a.batches()
     assert [k for k, _ in batches] == ["place", "place"]
     assert all(len(items) <= MAX_BATCH for _, items in batches)
+
+
+def test_session_from_config_modes(instance):
+    """observe/shadow wire a session that can never send; paper points at the local venue."""
+    import dataclasses
+
+    from mmshm.config import default_config
+    from mmshm.execution.session import ExecutionSession, session_from_config
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.venues.binance_usdm.auth import Signer
+    from mmshm.venues.binance_usdm.trading import InstrumentIndex
+
+    idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
+    cfg = default_config()
+    for mode in ("observe", "shadow"):
+        s = session_from_config(dataclasses.replace(cfg, mode=mode), idx, lambda r: True)
+        assert s.trading is None and not s.mode.sends_orders
+    pcfg = dataclasses.replace(cfg, mode="paper", instance=instance,
+                               venue=dataclasses.replace(cfg.venue, sim_port=12345))
+    s = session_from_config(pcfg, idx, lambda r: True, signer=Signer("k" * 16, "s" * 16))
+    assert s.trading.endpoints.rest == "http://127.0.0.1:12345"
+    assert s.trading.endpoints.ws_api == "ws://127.0.0.1:12345/ws-fapi/v1"
+    s.trading.budget.close()
+    assert isinstance(s, ExecutionSession)
+
+
+def test_observe_session_plans_but_never_sends_and_respects_risk_modes():
+    import asyncio
+
+    from mmshm.execution.client_ids import ClientIdGenerator
+    from mmshm.execution.session import ExecutionSession
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.records import Mode
+    from mmshm.venues.binance_usdm.trading import InstrumentIndex
+
+    idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
+    s = ExecutionSession(None, idx, ClientIdGenerator(), lambda r: True, mode="observe")
+    acts = asyncio.run(s.on_targets(row([(100, 5)], [(101, 5)])))
+    assert len(acts.places) == 2 and s.counters["would_send"] == 2 and s.working.live_orders() == []
+    # risk modes on a book with one resting bid and one ask and a long position
+    s.working.new_sent(client_id="b", cid_num=1, instrument=0, side=Side.BUY, price=99, qty=5)
+    s.working.new_sent(client_id="a", cid_num=2, instrument=0, side=Side.SELL, price=102, qty=5)
+    s.working.position[0] = 3
+    halt = s.plan(row([(100, 5)], [(101, 5)]), Mode.HALT)
+    assert {c.client_id for c in halt.cancels} == {"a", "b"} and not halt.places
+    ro = s.plan(row([(100, 5)], [(101, 5)]), Mode.REDUCE_ONLY)
+    assert all(p.side == Side.SELL for p in ro.places) and "b" in {c.client_id for c in ro.cancels}
