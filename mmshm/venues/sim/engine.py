@@ -172,14 +172,15 @@ class SimExchange:
             "V": o.stp, "pm": "NONE", "gtd": 0}}
         self._emit(acct, ev)
 
-    def _account_update(self, acct: Account, st: SymbolState, reason: str, change: int) -> None:
+    def _account_update(self, acct: Account, st: SymbolState, reason: str) -> None:
         t = self.clock_ms()
         q = st.spec.quote_asset
         pos = acct.position(st.spec.symbol)
         wb = acct.balances.get(q, 0)
         ev = {"e": "ACCOUNT_UPDATE", "E": t, "T": t, "a": {
             "m": reason,
-            "B": [{"a": q, "wb": fmt_money(wb), "cw": fmt_money(wb), "bc": fmt_money(change)}],
+            # bc is the balance change other than PnL and commission: none from trading
+            "B": [{"a": q, "wb": fmt_money(wb), "cw": fmt_money(wb), "bc": fmt_money(0)}],
             "P": [{"s": st.spec.symbol, "pa": st.spec.fmt_qty(pos.qty), "ep": self._entry(st, pos.entry),
                    "bep": self._entry(st, pos.entry), "cr": fmt_money(pos.realized),
                    "up": fmt_money(self.unrealized(acct, st)), "mt": "cross", "iw": "0", "ps": "BOTH"}]}}
@@ -248,7 +249,7 @@ class SimExchange:
         """Apply the core's events of its last call: fills and STP cancels of own orders."""
         spec = st.spec
         mptl = spec.money_per_tick_lot
-        touched: dict[str, int] = {}
+        touched: list[str] = []
         for kind, oid, px, qty, maker, _counter, match in st.core.events():
             o = self.orders.get(oid)
             if o is None:
@@ -279,9 +280,10 @@ class SimExchange:
                 self._store_closed(o)
             self._order_update(acct, o, "TRADE", last_qty=qty, last_px=px, fee=fee, trade_id=match,
                                maker=bool(maker), realized=realized)
-            touched[acct.name] = touched.get(acct.name, 0) + realized - fee
-        for name, change in touched.items():
-            self._account_update(self._acct_by_name[name], st, "ORDER", change)
+            if acct.name not in touched:
+                touched.append(acct.name)
+        for name in touched:
+            self._account_update(self._acct_by_name[name], st, "ORDER")
 
     # ------------------------------------------------------------------ trading
 
@@ -430,7 +432,6 @@ class SimExchange:
                                                "(unless you choose reduce only).")
         if qty <= o.executed:
             return self._cancel(acct, st, o)
-        opp_best = st.core.best(M.SELL if o.side == "BUY" else M.BUY)
         st.core.cancel(o.order_id)
         if o.tif == "GTX":
             res = st.core.submit(o.order_id, SIDES[o.side], price, qty - o.executed, self._acct_ids[acct.name],
@@ -441,7 +442,6 @@ class SimExchange:
         else:
             res = st.core.submit(o.order_id, SIDES[o.side], price, qty - o.executed, self._acct_ids[acct.name],
                                  TIFS[o.tif], M.STP_MODES["NONE"], False)
-        del opp_best
         o.price, o.orig_qty, o.stp = price, qty, "NONE"
         o.update_ms = self.clock_ms()
         events = st.core.events()

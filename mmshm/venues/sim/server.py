@@ -138,6 +138,21 @@ class SimVenue:
                 "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"} for a in assets],
                 "symbols": [st.spec.exchange_info_entry() for st in self.exchange.symbols.values()]}
 
+    # ------------------------------------------------------------------ Python control API
+
+    def inject_depth(self, symbol: str, bids: list, asks: list) -> None:
+        """Set displayed levels ([[price, qty], ...] decimal strings, qty 0 removes); publishes a diff."""
+        self.market.inject_depth(symbol, bids, asks)
+
+    def inject_trade(self, symbol: str, price: str, qty: str, side: str) -> None:
+        """A public trade; side is the aggressor (SELL hits bids)."""
+        self.market.inject_trade(symbol, price, qty, side)
+
+    def state(self, account: str | None = None) -> dict:
+        """The venue's view of open orders, positions, balances and countdowns per account."""
+        acct = next((a for a in self.exchange.accounts.values() if a.name == account), None) if account else None
+        return self.exchange.snapshot_state(acct)
+
     @property
     def urls(self) -> dict[str, str]:
         h, p = self.config.host, self.port
