@@ -40,12 +40,15 @@ class CircuitBreaker:
     def __init__(self, *, failure_threshold: int = 3, reject_threshold: int = 20,
                  reject_window_ns: int = 1_000_000_000, base_ns: int = 100_000_000,
                  cap_ns: int = 30_000_000_000, min_open_ns: int = 50_000_000,
+                 probe_timeout_ns: int = 10_000_000_000,
                  clock: Callable[[], int] = time.monotonic_ns,
                  rng: random.Random | None = None) -> None:
         self.failure_threshold = failure_threshold
         self.reject_threshold = reject_threshold
         self.reject_window_ns = reject_window_ns
         self.base_ns, self.cap_ns, self.min_open_ns = base_ns, cap_ns, min_open_ns
+        self.probe_timeout_ns = probe_timeout_ns   # a probe never answered (cancelled) is retried
+        self.probe_sent = 0
         self._clock = clock
         self._rng = rng or random.Random()
         self.state = BreakerState.CLOSED
@@ -80,10 +83,11 @@ class CircuitBreaker:
                 return False
             self._set(BreakerState.HALF_OPEN)
             self.probe_in_flight = False
-        if self.probe_in_flight:
+        if self.probe_in_flight and now - self.probe_sent < self.probe_timeout_ns:
             self.counts["refused"] += 1
             return False
         self.probe_in_flight = True
+        self.probe_sent = now
         return True
 
     def check(self) -> None:

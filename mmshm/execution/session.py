@@ -20,6 +20,7 @@ shadow's local matching against the live book is not implemented yet).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -144,7 +145,11 @@ class ExecutionSession:
     def plan(self, row: np.void, mode: Mode = Mode.NORMAL) -> Actions:
         """The actions for one TARGET_ROW under the risk ``mode`` (nothing is sent)."""
         inst = int(row["instrument"])
-        working = [o for o in self.working.live_orders(inst) if o.client_id not in self._busy]
+        # an order with an amend in flight is planned at the price/qty it is moving to, so a
+        # new order is never placed beside it for the same level
+        working = [o if o.pending_amend is None else
+                   dataclasses.replace(o, price=o.pending_amend[0], qty=o.pending_amend[1])
+                   for o in self.working.live_orders(inst)]
         if mode >= Mode.HALT:
             r = row.copy()
             r["flags"] = int(r["flags"]) | 1

@@ -79,3 +79,14 @@ def test_reject_storm_opens():
     b.record_failure(Failure.REJECT)
     assert b.state == BreakerState.OPEN
     assert [s for _, s in b.transitions] == [BreakerState.OPEN]
+
+
+def test_lost_probe_is_retried_after_probe_timeout():
+    b, c = mk(failure_threshold=1)
+    b.probe_timeout_ns = 500
+    b.record_failure(Failure.SERVER)
+    c.t = b.open_until
+    assert b.allow()                      # the probe goes out and is never answered
+    assert not b.allow()
+    c.t += 500
+    assert b.allow()

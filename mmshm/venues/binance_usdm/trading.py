@@ -573,21 +573,19 @@ class BinanceRest:
         except RateLimited as exc:
             self.counters["refused_budget"] += 1
             raise NotSent(0, f"rate budget: {exc}", 0, exc.retry_after_ns / 1e9) from None
+        if (signed or api_key) and self.signer is None:
+            raise NotSent(0, "no credentials for a SIGNED request")
         if not self.breaker.allow():
             self.counters["refused_breaker"] += 1
             raise NotSent(0, f"circuit open for {self.breaker.retry_in_ns() / 1e9:.3f}s")
         params = params or {}
         if signed:
-            if self.signer is None:
-                raise NotSent(0, "no credentials for a SIGNED request")
             qs = signed_query(self.signer, params, self.clock.venue_ms(), self.recv_window_ms)
         else:
             qs = encode_params(params)
         url = yarl.URL(f"{self.base_url}{path}{'?' + qs if qs else ''}", encoded=True)
         headers = {}
         if signed or api_key:
-            if self.signer is None:
-                raise NotSent(0, "no API key")
             headers["X-MBX-APIKEY"] = self.signer.api_key
         info = types.SimpleNamespace(sent_mono=0, recv_mono=0, status=0, headers={})
         self.counters["requests"] += 1
