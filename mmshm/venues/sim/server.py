@@ -10,6 +10,27 @@ Python API::
     await venue.stop()
 
 or from synchronous code ``with VenueThread(config) as venue: ...`` (own event loop).
+
+Control API (JSON over HTTP on the same port; never rate limited or authenticated):
+
+- ``GET /_control/state[?account=NAME]``: open orders, positions (lots, entry, realized),
+  balances (FEE_SCALE units) and armed countdowns per account.
+- ``POST /_control/faults`` with any of::
+
+      {"drop": [{"channel": "market|user|wsapi", "after": N, "times": K}],
+       "stall": [{"channel": "market|user|wsapi", "seconds": S}],
+       "reject": {"count": N, "code": -2010, "msg": "..."},   # next N order requests
+       "storm429": {"count": N, "retry_after": S},             # next N requests of any kind
+       "errors5xx": {"count": N, "status": 503},
+       "latency_ms": 5 | [min, max],                           # added to every REST/WS API answer
+       "outage_s": S}                                           # close every socket, refuse all
+
+  ``GET /_control/faults`` describes what is armed (and counters); ``DELETE`` clears all.
+- ``POST /_control/market/depth`` ``{"symbol", "bids": [[px, qty]], "asks": [...]}``: set
+  displayed levels (qty "0" removes); publishes a depthUpdate (and bookTicker).
+- ``POST /_control/market/trade`` ``{"symbol", "price", "qty", "side": aggressor}``.
+- ``POST /_control/listenKey/expire[?account=NAME]``: the key lapses now (listenKeyExpired).
+- ``POST /_control/ratelimit/reset``; ``GET /_control/stats`` (counters).
 """
 from __future__ import annotations
 

@@ -98,7 +98,9 @@ class WsApi:
         except E.VenueError as err:
             out = {"id": rid, "status": err.http_status, "error": err.body()}
             if err.retry_after is not None:
-                out["error"]["data"] = {"retryAfter": err.retry_after}
+                # the WebSocket API reports when to retry as a timestamp (ms), not a delay
+                now = self.v.server_ms()
+                out["error"]["data"] = {"serverTime": now, "retryAfter": now + err.retry_after * 1000}
             out["rateLimits"] = self.v.ratelimiter.ws_rate_limits(ip, acct.name if acct else None)
             return out
 
