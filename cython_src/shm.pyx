@@ -117,6 +117,17 @@ def _unlink(str posix_name):
         pass
 
 
+cdef int _check_out(object out) except -1:
+    """Output buffers of poll_into/read_into must be writable arrays or bytearrays (not scalars/bytes)."""
+    if type(out) is bytearray:
+        return 0
+    if isinstance(out, np.ndarray):
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+            raise ValueError("output array is read-only")
+        return 0
+    raise TypeError(f"output must be a writable 1-element numpy array or a bytearray, not {type(out).__name__}")
+
+
 def _segmod():
     import mmshm.shm.segment as S
     return S
@@ -588,9 +599,8 @@ cdef class _RingReader(_Shm):
 
     def poll_into(self, out) -> bool:
         """Copy the next record into ``out`` (1-element array of the dtype or a bytearray); True if one was read."""
+        _check_out(out)
         cdef char* p = <char*>self._rec_ptr(out)
-        if type(out) is bytes:
-            raise TypeError("poll_into needs a writable buffer (bytearray or numpy array), not bytes")
         return self.poll_ptr(p) == 1
 
     def poll_batch(self, out) -> int:
@@ -795,9 +805,8 @@ cdef class SeqlockTable(_Shm):
 
     def read_into(self, uint64_t row, out, double timeout=0.1) -> int:
         """Copy ``row`` into ``out`` (1-element array or bytearray); returns the version read."""
+        _check_out(out)
         cdef char* p = <char*>self._rec_ptr(out)
-        if type(out) is bytes:
-            raise TypeError("read_into needs a writable buffer (bytearray or numpy array), not bytes")
         cdef int r = self.read_ptr(row, p, <int64_t>(timeout * 1e9))
         if r == 1:
             return (<uint64_t*>p)[0]

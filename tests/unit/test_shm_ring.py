@@ -71,6 +71,12 @@ def test_poll_into(bcast):
     assert r.poll_into(ba) and np.frombuffer(ba, REC)["k"][0] == 8
     with pytest.raises(TypeError):
         r.poll_into(bytes(REC.itemsize))
+    with pytest.raises(TypeError):
+        r.poll_into(out[0])                   # a scalar is not an output buffer
+    ro = np.zeros(1, REC)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        r.poll_into(ro)
 
 
 def test_lap_detected_and_counted(bcast):
