@@ -16,7 +16,8 @@ synthetic market or a replayed capture); own orders are the clients' orders. Mod
   market moved through it: the order fills fully at its own price as maker.
 - An incoming aggressive own order takes the displayed book (which is reduced locally,
   until the market's next update of that level) and own resting orders of any account,
-  best price first; at equal price the displayed quantity goes first.
+  best price first; within a price, first in first out: the displayed quantity ahead of
+  a resting own order, then that order, then displayed quantity that queued behind it.
 - Post-only (GTX) orders that would take are refused without any change; IOC/FOK/market
   remainders expire; self-trade prevention follows the TAKER's mode.
 
@@ -370,7 +371,7 @@ cdef class MatchingCore:
         cdef int opp = M_SELL if side == M_BUY else M_BUY
         cdef int64_t rem = qty, f, p, m
         cdef int j
-        cdef bint has_out, has_own, use_out, rests
+        cdef bint has_out, has_own, use_out, rests, same_px
         self.n_events = 0
         self.last_filled = 0
         if self._find(oid) >= 0:
@@ -399,21 +400,32 @@ cdef class MatchingCore:
                                   (opp == M_BUY and self.o_px[j] >= px))
             if not has_out and not has_own:
                 break
+            same_px = False
             if has_out and has_own:
                 if opp == M_SELL:
-                    use_out = self.apx[0] <= self.o_px[j]
+                    use_out = self.apx[0] < self.o_px[j]
+                    same_px = self.apx[0] == self.o_px[j]
                 else:
-                    use_out = self.bpx[0] >= self.o_px[j]
+                    use_out = self.bpx[0] > self.o_px[j]
+                    same_px = self.bpx[0] == self.o_px[j]
+                # at one price the queue is FIFO: displayed quantity ahead of the own
+                # order first, then the own order, then what queued behind it
+                if same_px and self.o_ahead[j] > 0:
+                    use_out = True
             else:
                 use_out = has_out
             if use_out:
                 if opp == M_SELL:
                     p = self.apx[0]
                     f = _min(rem, self.aqty[0])
+                    if same_px:
+                        f = _min(f, self.o_ahead[j])
                     self._set_level(M_SELL, p, self.aqty[0] - f)
                 else:
                     p = self.bpx[0]
                     f = _min(rem, self.bqty[0])
+                    if same_px:
+                        f = _min(f, self.o_ahead[j])
                     self._set_level(M_BUY, p, self.bqty[0] - f)
                 self._reduce_ahead(opp, p, f)
                 self._emit(EV_FILL, oid, p, f, 0, 0, self.next_match_id)

@@ -153,3 +153,21 @@ def test_levels_sorted_and_bounded():
     assert m.levels(BUY) == [(5, 5), (4, 4), (3, 3)]   # the worst level fell off
     m.set_level(BUY, 4, 0)
     assert m.levels(BUY) == [(5, 5), (3, 3)]
+
+
+def test_taker_respects_fifo_between_displayed_and_own_orders():
+    m = book(bids=(), asks=((1001, 3),))
+    m.submit(1, SELL, 1001, 2, acct=1)              # behind 3 displayed
+    m.set_level(SELL, 1001, 10)                      # 7 more queue behind us
+    assert m.submit(2, BUY, 1001, 6, acct=2) == M.FILLED
+    assert [(e[1], e[3], e[4]) for e in m.events() if e[0] == FILL] == [
+        (2, 3, 0), (1, 2, 1), (2, 2, 0), (2, 1, 0)]
+    assert m.best(SELL) == (1001, 6)
+
+
+def test_taker_at_front_own_order_goes_first():
+    m = book(bids=(), asks=())
+    m.submit(1, SELL, 1001, 2, acct=1)              # first at an empty level
+    m.set_level(SELL, 1001, 5)
+    m.submit(2, BUY, 1001, 3, acct=2)
+    assert [(e[1], e[3]) for e in m.events() if e[0] == FILL] == [(1, 2), (2, 2), (2, 1)]
