@@ -32,10 +32,19 @@ def build_config(args: argparse.Namespace):
     rl = RateLimitConfig(weight_limit=args.weight_limit, orders_10s_limit=args.orders_10s,
                          orders_1m_limit=args.orders_1m, ban_after=args.ban_after, ban_seconds=args.ban_seconds,
                          enabled=not args.no_rate_limits)
+    accounts = [AccountConfig("default", key, secret, balance=args.balance,
+                              maker_fee_ppm=args.maker_fee_ppm, taker_fee_ppm=args.taker_fee_ppm)]
+    for spec in args.account:
+        parts = spec.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"--account wants NAME:KEY:SECRET, got {spec!r}")
+        if parts[0] in {a.name for a in accounts} or parts[1] in {a.api_key for a in accounts}:
+            raise ValueError(f"--account {parts[0]!r}: duplicate name or key")
+        accounts.append(AccountConfig(parts[0], parts[1], parts[2], balance=args.balance,
+                                      maker_fee_ppm=args.maker_fee_ppm, taker_fee_ppm=args.taker_fee_ppm))
     return VenueConfig(host=args.host, port=args.port, symbols=tuple(s.upper() for s in args.symbols.split(",") if s),
                        market=market, seed=args.seed, capture=args.capture, speed=args.speed,
-                       accounts=[AccountConfig("default", key, secret, balance=args.balance,
-                                               maker_fee_ppm=args.maker_fee_ppm, taker_fee_ppm=args.taker_fee_ppm)],
+                       accounts=accounts,
                        rate_limits=rl, gtx_mode=args.gtx_mode)
 
 
@@ -82,7 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="market time per wall-clock time")
     p.add_argument("--api-key", default=None)
     p.add_argument("--api-secret", default=None)
-    p.add_argument("--balance", default="100000", help="USDT wallet balance of the account")
+    p.add_argument("--account", action="append", default=[], metavar="NAME:KEY:SECRET",
+                   help="an extra account (repeatable), e.g. to test self-trade prevention across keys")
+    p.add_argument("--balance", default="100000", help="USDT wallet balance of each account")
     p.add_argument("--maker-fee-ppm", type=int, default=200, help="maker fee, parts per million (neg = rebate)")
     p.add_argument("--taker-fee-ppm", type=int, default=500)
     p.add_argument("--weight-limit", type=int, default=2400, help="request weight per minute per IP")

@@ -25,7 +25,7 @@ def _read_listening(proc) -> dict:
 @pytest.mark.timeout(60)
 def test_cli_venue_synthetic_market_trades(spawn):
     proc = spawn([PYTHON, "-m", "mmshm", "venue", "--port", "0", "--seed", "3", "--symbols", "BTCUSDT",
-                  "--taker-fee-ppm", "400"], env={"MMSHM_API_KEY": "k1", "MMSHM_API_SECRET": "s1"})
+                  "--taker-fee-ppm", "400", "--account", "b:kb:sb"], env={"MMSHM_API_KEY": "k1", "MMSHM_API_SECRET": "s1"})
     info = _read_listening(proc)
     assert info["port"] > 0 and info["api_key"] == "k1"
     c = SimClient(info["rest"], api_key="k1", secret="s1")
@@ -45,6 +45,9 @@ def test_cli_venue_synthetic_market_trades(spawn):
     assert rate["takerCommissionRate"] == "0.000400"
     _, pos = c.request("GET", "/fapi/v2/positionRisk", {"symbol": SYM}, signed=True)
     assert pos[0]["positionAmt"] == "0.002"
+    b = SimClient(info["rest"], api_key="kb", secret="sb")
+    _, pos = b.request("GET", "/fapi/v2/positionRisk", {"symbol": SYM}, signed=True)
+    assert pos[0]["positionAmt"] == "0.000"
     proc.terminate()
     assert proc.wait(timeout=10) == 0
 
