@@ -138,6 +138,9 @@ def _segmod():
 cdef class _Shm:
     """A mapped segment with the record dtype; common record-pointer plumbing."""
 
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"use {type(self).__name__}.create(...) or .attach(...), not the constructor")
+
     cdef _bind(self, object seg, object dtype):
         self.segment = seg
         self.posix_name = seg.posix_name

@@ -110,7 +110,7 @@ def read_info(fname: str) -> SegmentInfo:
         info.heartbeat_count = int(h["heartbeat_count"])
         now = time.monotonic_ns()
         info.heartbeat_age_s = _age(int(h["heartbeat_mono"]), now)
-        alive = S.pid_alive(info.owner_pid)
+        alive = S.writer_alive(seg)
         if kind == S.Kind.SEQLOCK and not info.error:
             info.row_writers = [int(k) for k in seg.claims() if int(k) > 0]
             alive = alive or any(S.pid_alive(k) for k in info.row_writers)
@@ -165,8 +165,6 @@ def clean_dead(instance: str | None = None, dry_run: bool = False) -> list[str]:
         if info.alive:
             continue
         if info.owner_pid == 0 and info.age_s < 60:
-            continue
-        if info.owner_pid and S.pid_alive(info.owner_pid):
             continue
         if not dry_run:
             try:

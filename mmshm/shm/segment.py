@@ -174,6 +174,26 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def writer_alive(seg: "Segment") -> bool:
+    """Is the segment's creator pid a live process that is really its writer?
+
+    Guards against pid reuse: a live process that started after the pid was recorded in
+    the header (creation or last takeover) cannot be the writer.
+    """
+    h = seg.header
+    pid = int(h["creator_pid"])
+    if not pid_alive(pid):
+        return False
+    since_ns = max(int(h["created_ts"]), int(h["takeover_ts"]))
+    try:
+        import psutil
+
+        started = psutil.Process(pid).create_time()
+    except Exception:
+        return True
+    return started <= since_ns / 1e9 + 1.0
+
+
 def default_slot_size(dtype: np.dtype) -> int:
     return (dtype.itemsize + 63) // 64 * 64
 
@@ -440,8 +460,11 @@ def _takeover(posix_name: str, kind: Kind, dtype: np.dtype, capacity: int, slot_
             owner = int(seg.header["creator_pid"])
             if owner == me:
                 raise SegmentInUse(f"{posix_name} is already owned by this process (pid {me})")
-            if pid_alive(owner):
+            if writer_alive(seg):
                 raise SegmentInUse(f"{posix_name} exists and its writer pid {owner} is alive")
+            # Stamp before the CAS so that, the instant our pid is visible, writer_alive()
+            # judges it against a time after our start (no second restarter can steal it).
+            seg.header["takeover_ts"] = time.time_ns()
             if cas_i64(seg.address + OFF_CREATOR_PID, owner, me):
                 break
         if kind != Kind.SEQLOCK:
@@ -451,7 +474,6 @@ def _takeover(posix_name: str, kind: Kind, dtype: np.dtype, capacity: int, slot_
             nxt = max(load_u64(seg.address + OFF_CURSOR), int(seqs.max()) + 1 if len(seqs) else 1, 1)
             store_release_u64(seg.address + OFF_CURSOR, nxt)
             _add_required(seg, required, nxt)
-        seg.header["takeover_ts"] = time.time_ns()
         fetch_add_u64(seg.address + OFF_EPOCH, 1)
         return seg
     except BaseException:

@@ -275,3 +275,24 @@ def test_publish_wrong_record_type(instance, md_writer):
         md_writer.publish(b"short")
     with pytest.raises(TypeError):
         md_writer.publish(42)
+
+
+def test_reused_pid_is_not_the_writer(instance, md_writer):
+    """The creator pid now belongs to a process started after the segment: treat the writer as dead."""
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        h = md_writer.segment.header
+        h["created_ts"] = 1_000_000_000            # segment "created" in 1970
+        h["creator_pid"] = p.pid                   # a live, unrelated process with that pid now
+        assert not S.writer_alive(md_writer.segment)
+        w2 = BroadcastWriter.create(instance, "md", MARKET_EVENT, capacity=8)
+        assert w2.epoch == 2 and S.writer_alive(w2.segment)
+        w2.close()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_constructor_is_not_the_api():
+    with pytest.raises(TypeError, match="create"):
+        BroadcastWriter()
