@@ -119,7 +119,8 @@ cdef class Quoter:
     cdef int64_t _ci[16]
     cdef int64_t _out[32]           # TARGET_ROW (256)
     cdef int _step(self, SeqlockTable books, SeqlockTable control, SeqlockTable targets,
-                   int64_t position, int64_t now_ns, int64_t timeout_ns) noexcept nogil
+                   int64_t position, bint position_from_control, int64_t now_ns,
+                   int64_t timeout_ns) noexcept nogil
     cdef int cycle_raw(self, const unsigned char *book, const unsigned char *ctrl_global,
                        const unsigned char *ctrl_inst, int64_t position, int64_t now_ns,
                        unsigned char *out) noexcept nogil

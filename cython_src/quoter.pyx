@@ -56,7 +56,7 @@ cdef double MAX_PRICE = <double>(1LL << 62)
 
 # --------------------------------------------------------------------------- layouts
 cdef Py_ssize_t B_STATUS, B_NBIDS, B_NASKS, B_MDSEQ, B_PUB, B_BPX, B_BQTY, B_APX, B_AQTY
-cdef Py_ssize_t C_MODE, C_FLAGS, C_MAXPOS, C_MAXORD, C_WIDEN
+cdef Py_ssize_t C_MODE, C_FLAGS, C_MAXPOS, C_MAXORD, C_WIDEN, C_POS
 cdef Py_ssize_t T_INSTR, T_NB, T_NA, T_FLAGS, T_MDSEQ, T_QMONO, T_PUB, T_BPX, T_BQTY, T_APX, T_AQTY
 cdef Py_ssize_t BOOK_SIZE, CONTROL_SIZE, TARGET_SIZE
 
@@ -85,6 +85,7 @@ C_FLAGS = _offset(CONTROL_ROW, "flags", "<u8")
 C_MAXPOS = _offset(CONTROL_ROW, "max_position", "<i8")
 C_MAXORD = _offset(CONTROL_ROW, "max_order_qty", "<i8")
 C_WIDEN = _offset(CONTROL_ROW, "widen_bp", "<i8")
+C_POS = _offset(CONTROL_ROW, "position", "<i8")
 T_INSTR = _offset(TARGET_ROW, "instrument", "<u2")
 T_NB = _offset(TARGET_ROW, "n_bids", "|u1")
 T_NA = _offset(TARGET_ROW, "n_asks", "|u1")
@@ -566,26 +567,30 @@ cdef class Quoter:
         return r
 
     def step(self, SeqlockTable books, SeqlockTable control, SeqlockTable targets,
-             int64_t position, int64_t now_ns=0, double timeout_s=0.001):
+             position=None, int64_t now_ns=0, double timeout_s=0.001):
         """The whole per-event step of the quoter process, in one call and without the GIL:
         seqlock-read book row ``instrument`` and control rows 0 and 1 + ``instrument``, run
-        the cycle, seqlock-write target row ``instrument``. ``now_ns`` 0 = CLOCK_MONOTONIC.
+        the cycle, seqlock-write target row ``instrument``. ``position`` None = risk's view
+        from the instrument's control row; ``now_ns`` 0 = CLOCK_MONOTONIC.
         A row that cannot be read consistently within ``timeout_s`` pulls (BOOK_BUSY /
         CONTROL_BUSY). Returns the PullReason; ValueError if a row index is out of range."""
         cdef int r
         cdef int64_t t = <int64_t>(timeout_s * 1e9)
+        cdef bint from_control = position is None
+        cdef int64_t pos = 0 if from_control else <int64_t>position
         if books.dtype != BOOK_ROW or control.dtype != CONTROL_ROW or targets.dtype != TARGET_ROW:
             raise ValueError("quoter.step: tables must be BOOK_ROW, CONTROL_ROW and TARGET_ROW")
         with nogil:
             if now_ns == 0:
                 now_ns = mm_monotonic_ns()
-            r = self._step(books, control, targets, position, now_ns, t)
+            r = self._step(books, control, targets, pos, from_control, now_ns, t)
         if r < 0:
             raise ValueError(f"quoter.step: row out of range for instrument {self.instrument}")
         return r
 
     cdef int _step(self, SeqlockTable books, SeqlockTable control, SeqlockTable targets,
-                   int64_t position, int64_t now_ns, int64_t timeout_ns) noexcept nogil:
+                   int64_t position, bint position_from_control, int64_t now_ns,
+                   int64_t timeout_ns) noexcept nogil:
         cdef int r, rb, rg, ri
         cdef unsigned char *out = <unsigned char *>self._out
         rb = books.read_ptr(self.instrument, self._book, timeout_ns)
@@ -604,6 +609,8 @@ cdef class Quoter:
             (<int64_t *>(out + T_QMONO))[0] = now_ns
             r = pull(&self.s, out, R_CONTROL_BUSY)
         else:
+            if position_from_control:
+                position = rd_i64(<unsigned char *>self._ci, C_POS)
             r = quote_cycle(&self.p, &self.s, self.instrument, <unsigned char *>self._book,
                             <unsigned char *>self._cg, <unsigned char *>self._ci, position, now_ns, out)
         if targets.write_ptr(self.instrument, self._out) < 0:

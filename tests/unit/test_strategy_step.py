@@ -44,6 +44,11 @@ def test_step_reads_book_and_control_and_writes_targets(tables) -> None:
     assert t["instrument"] == 1 and t["md_seq"] == 77 and t["n_bids"] == 3 and t["n_asks"] == 3
     assert t["bid_px"][0] < t["ask_px"][0] <= 100_100
     assert q.last_target()["md_seq"] == 77
+    ctrl[2]["position"] = 10                   # risk's view: at the limit, only asks
+    control.write(2, ctrl[2:3])
+    assert q.step(books, control, targets) == PullReason.NONE
+    t = targets.read(1)
+    assert t["n_bids"] == 0 and t["n_asks"] == 3
     ctrl[0]["mode"] = Mode.HALT                # global HALT pulls every instrument
     control.write(0, ctrl[0:1])
     books.write(1, _book(100_001, 100_011, 78))
