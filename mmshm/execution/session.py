@@ -14,8 +14,9 @@ Every ORDER_EVENT the state machine produces is handed to ``publish`` (the order
 gated ring's ``try_publish`` in the process; a list in tests). A refused publish is
 counted: the ring is full, and the process must treat that as a halt condition.
 
-Modes: observe and shadow never send (the diff is computed and counted, nothing else;
-shadow's local matching against the live book is not implemented yet).
+Modes: observe computes and counts the actions and sends nothing; shadow runs the whole
+session against :class:`~mmshm.execution.shadow.ShadowVenue` (our orders matched locally
+against the live book the process feeds it); paper, testnet and live use the real adapter.
 """
 from __future__ import annotations
 
@@ -71,13 +72,21 @@ class ExecutionSession:
         self.mode = ExchangeEnv(mode)
         if self.mode.sends_orders and trading is None:
             raise ValueError(f"mode {self.mode.value} needs a venue adapter")
-        self.trading = trading if self.mode.sends_orders else None
+        if self.mode == ExchangeEnv.SHADOW:
+            from mmshm.execution.shadow import ShadowVenue
+            if not isinstance(trading, ShadowVenue):
+                trading = ShadowVenue(instruments)   # never the real adapter: shadow sends nothing
+            trading.on_event = self.on_user_event
+        elif self.mode == ExchangeEnv.OBSERVE:
+            trading = None
+        self.trading = trading
         self.instruments = instruments
         self.ids = ids
         self.publish = publish
         self.cfg = config or SessionConfig()
         self.working = WorkingOrders(self.cfg.pending_timeout_ns)
         self.user_stream = user_stream if self.mode.sends_orders else None
+        self.shadow = trading if self.mode == ExchangeEnv.SHADOW else None
         self.deadman: DeadManSwitch | None = None
         self._tasks: list[asyncio.Task] = []
         self._need_reconcile = False
@@ -392,7 +401,7 @@ def session_from_config(cfg: object, instruments: InstrumentIndex, publish: Call
     mode = ExchangeEnv(cfg.mode)
     ids = ClientIdGenerator(id_prefix)
     scfg = session_config(cfg.executor)
-    if not mode.sends_orders:
+    if not mode.sends_orders:   # observe: nothing; shadow: a local ShadowVenue
         return ExecutionSession(None, instruments, ids, publish, mode=mode, config=scfg)
     v, e = cfg.venue, cfg.executor
     ep = endpoints_for(mode, rest_url=v.rest_url, ws_api_url=v.ws_api_url, sim_host=v.sim_host,

@@ -71,9 +71,11 @@ def test_session_from_config_modes(instance):
 
     idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
     cfg = default_config()
-    for mode in ("observe", "shadow"):
-        s = session_from_config(dataclasses.replace(cfg, mode=mode), idx, lambda r: True)
-        assert s.trading is None and not s.mode.sends_orders
+    from mmshm.execution.shadow import ShadowVenue
+    s = session_from_config(dataclasses.replace(cfg, mode="observe"), idx, lambda r: True)
+    assert s.trading is None and not s.mode.sends_orders
+    s = session_from_config(dataclasses.replace(cfg, mode="shadow"), idx, lambda r: True)
+    assert isinstance(s.trading, ShadowVenue) and not s.mode.sends_orders
     pcfg = dataclasses.replace(cfg, mode="paper", instance=instance,
                                venue=dataclasses.replace(cfg.venue, sim_port=12345))
     s = session_from_config(pcfg, idx, lambda r: True, signer=Signer("k" * 16, "s" * 16))
