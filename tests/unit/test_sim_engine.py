@@ -130,3 +130,17 @@ def test_duplicate_client_order_id(ex):
     with pytest.raises(E.VenueError) as info:
         ex.place(a, limit("BUY", "59000.0", "0.010", newClientOrderId="dup"))
     assert info.value.code == E.DUPLICATED_CLIENT_ORDER_ID
+
+
+def test_reduce_only_never_flips(ex):
+    a = ex.accounts["ka"]
+    ex.place(a, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"})
+    with pytest.raises(E.VenueError) as info:
+        ex.place(a, limit("SELL", "60100.0", "0.020", reduceOnly="true"))
+    assert info.value.code == E.REDUCE_ONLY_REJECT
+    ro = ex.place(a, limit("SELL", "60100.0", "0.010", reduceOnly="true"))
+    assert ro.status == "NEW"
+    # the position is closed by another order: the reduce-only order can no longer reduce
+    ex.place(a, {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010"})
+    assert a.positions["BTCUSDT"].qty == 0
+    assert ro.status == "EXPIRED" and ex.open_orders(a) == []

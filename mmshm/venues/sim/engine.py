@@ -283,7 +283,23 @@ class SimExchange:
             if acct.name not in touched:
                 touched.append(acct.name)
         for name in touched:
-            self._account_update(self._acct_by_name[name], st, "ORDER")
+            acct = self._acct_by_name[name]
+            self._account_update(acct, st, "ORDER")
+            self._expire_reduce_only(acct, st)
+
+    def _expire_reduce_only(self, acct: Account, st: SymbolState) -> None:
+        """Reduce-only orders that could now increase (or flip) the position expire."""
+        pos = acct.position(st.spec.symbol).qty
+        for o in list(st.open_orders.values()):
+            if o.account != acct.name or not o.reduce_only:
+                continue
+            reduces = (pos > 0 and o.side == "SELL") or (pos < 0 and o.side == "BUY")
+            if not reduces or o.remaining > abs(pos):
+                st.core.cancel(o.order_id)
+                o.status = "EXPIRED"
+                o.update_ms = self.clock_ms()
+                self._store_closed(o)
+                self._order_update(acct, o, "EXPIRED")
 
     # ------------------------------------------------------------------ trading
 
@@ -331,7 +347,8 @@ class SimExchange:
         if (acct.name, spec.symbol, cid) in self._client_ids:
             raise E.VenueError(E.DUPLICATED_CLIENT_ORDER_ID, "ClientOrderId is duplicated.")
         pos = acct.position(spec.symbol)
-        if reduce_only and (pos.qty == 0 or (pos.qty > 0) == (side == "BUY")):
+        if reduce_only and (pos.qty == 0 or (pos.qty > 0) == (side == "BUY") or qty > abs(pos.qty)):
+            # stricter than Binance (which trims an oversized reduce-only order): never flips
             raise E.VenueError(E.REDUCE_ONLY_REJECT, "ReduceOnly Order is rejected.")
         notional_px = price if otype == "LIMIT" else (best[0] if best else st.last_trade_px)
         if not reduce_only and notional_px and not spec.notional_ok(notional_px, qty):
