@@ -16,8 +16,9 @@ ROLE_COUNTERS: dict[str, tuple[str, ...]] = {
     "quoter": ("quotes", "md_gaps", "drops", "stale_book", "pulls"),
     "executor": ("orders_sent", "acks", "rejects", "fills", "cancels", "ring_full", "drops", "cancel_all"),
     "risk": ("mode_changes", "limit_breaches", "md_gaps", "drops"),
-    "recorder": ("orders_journaled", "md_recorded", "md_gaps", "drops"),
-    "exporter": ("scrapes", "errors"),
+    "recorder": ("orders_journaled", "md_recorded", "md_gaps", "drops", "fills_journaled", "duplicates",
+                 "lag", "ring_refused", "commits", "db_errors", "attached"),
+    "exporter": ("scrapes", "errors", "scrape_us"),
     "watchdog": ("checks", "verdict_changes", "kills", "halts", "kill_errors", "segment_errors"),
 }
 
