@@ -6,14 +6,13 @@ count per account, injected order rejects, then the endpoint.
 """
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
 
+from mmshm._native import matching as M
 from mmshm.venues.sim import auth
 from mmshm.venues.sim import errors as E
 from mmshm.venues.sim.accounts import Account
@@ -195,7 +194,6 @@ class RestApi:
             raise E.VenueError(E.INVALID_PARAMETER, "Invalid data sent for a parameter.")
         spec = st.spec
         t = self.v.server_ms()
-        from mmshm._native import matching as M
         return {"lastUpdateId": st.last_update_id, "E": t, "T": t,
                 "bids": [[spec.fmt_px(px), spec.fmt_qty(q)] for px, q in st.core.levels(M.BUY, limit)],
                 "asks": [[spec.fmt_px(px), spec.fmt_qty(q)] for px, q in st.core.levels(M.SELL, limit)]}
