@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from mmshm._native.heartbeat import RowHeartbeat
 from mmshm.agent.counters import counter_index
 from mmshm.records import PROC_COUNTERS, PROCESS_ROW, VERDICT_ROW, ProcState
 from mmshm.shm import SeqlockTable
@@ -29,11 +30,11 @@ DEFAULT_ROWS = 16
 
 ROLE_LEN = PROCESS_ROW.fields["role"][0].itemsize
 
-# Word indices of the fields the heartbeat rewrites, in the row viewed as uint64.
-_W_HB_MONO = PROCESS_ROW.fields["heartbeat_mono"][1] // 8
-_W_HB_COUNT = PROCESS_ROW.fields["heartbeat_count"][1] // 8
-_W_WORK = PROCESS_ROW.fields["work_count"][1] // 8
-_W_IDLE = PROCESS_ROW.fields["idle_cycles"][1] // 8
+# Byte offsets of the fields the per-cycle heartbeat rewrites (mmshm._native.heartbeat).
+_OFF_HB_MONO = PROCESS_ROW.fields["heartbeat_mono"][1]
+_OFF_HB_COUNT = PROCESS_ROW.fields["heartbeat_count"][1]
+_OFF_WORK = PROCESS_ROW.fields["work_count"][1]
+_OFF_IDLE = PROCESS_ROW.fields["idle_cycles"][1]
 
 
 def process_alive(pid: int, started_ts: int = 0, reuse_tolerance_s: float = 2.0) -> bool:
@@ -145,7 +146,6 @@ class ProcessSlot:
         self.role = role
         self.pid = pid
         self._rec = np.zeros(1, dtype=PROCESS_ROW)
-        self._words = self._rec.view("<u8")
         rec = self._rec[0]
         rec["pid"] = pid
         rec["role"] = _role_bytes(role)
@@ -153,8 +153,9 @@ class ProcessSlot:
         rec["cpu"] = -1 if cpu is None else int(cpu)
         rec["started_ts"] = time.time_ns()
         self.counters: np.ndarray = self._rec["counters"][0]
-        self._write = table.table.write
-        self.heartbeats = 0
+        self._hb = RowHeartbeat(table.table, row, self._rec, _OFF_HB_MONO, _OFF_HB_COUNT, _OFF_WORK, _OFF_IDLE)
+        #: ``heartbeat(now_mono, work_count, idle_cycles)``: the per-cycle write (C).
+        self.heartbeat = self._hb.beat
         self.released = False
         self.flush(time.monotonic_ns())
 
@@ -162,15 +163,9 @@ class ProcessSlot:
     def state(self) -> ProcState:
         return ProcState(int(self._rec[0]["state"]))
 
-    def heartbeat(self, now_mono: int, work_count: int, idle_cycles: int) -> None:
-        """The per-cycle write: heartbeat time and count, work and idle totals, counters."""
-        self.heartbeats += 1
-        w = self._words
-        w[_W_HB_MONO] = now_mono
-        w[_W_HB_COUNT] = self.heartbeats
-        w[_W_WORK] = work_count
-        w[_W_IDLE] = idle_cycles
-        self._write(self.row, self._rec)
+    @property
+    def heartbeats(self) -> int:
+        return int(self._rec[0]["heartbeat_count"])
 
     def set_state(self, state: ProcState, now_mono: int | None = None) -> None:
         """Change the state (and heartbeat) and publish at once."""
@@ -178,10 +173,8 @@ class ProcessSlot:
         self.flush(time.monotonic_ns() if now_mono is None else now_mono)
 
     def flush(self, now_mono: int) -> None:
-        self.heartbeats += 1
-        self._words[_W_HB_MONO] = now_mono
-        self._words[_W_HB_COUNT] = self.heartbeats
-        self._write(self.row, self._rec)
+        """Publish the row now (heartbeat time and count included), e.g. after counters changed."""
+        self._hb.publish(now_mono)
 
     def counter_index(self, name: str) -> int:
         return counter_index(self.role, name)

@@ -168,7 +168,7 @@ class AgentRunner:
         flags = self.flags
         agent = self.agent
         idle = self.idle
-        slot = self.slot
+        beat = self.slot.heartbeat if self.slot is not None else None
         notifier = self.notifier
         clock = self._clock
         ping = notifier.maybe_ping if notifier.watchdog_enabled else None
@@ -190,8 +190,8 @@ class AgentRunner:
                 self.work_count += work
             else:
                 self.idle_cycles += 1
-            if slot is not None:
-                slot.heartbeat(now, self.work_count, self.idle_cycles)
+            if beat is not None:
+                beat(now, self.work_count, self.idle_cycles)
             if ping is not None:
                 ping(now)
             if status_every and now >= next_status:
