@@ -163,6 +163,17 @@ class RiskEngine:
         self.counters.on_error(self.clock.monotonic_ns())
         self.events.append({"ts": self.clock.realtime_ns(), "event": "error", "kind": kind})
 
+    def reconcile_position(self, instrument: int, position: int, entry_px: int | Fraction) -> None:
+        """Adopt the venue's position (start-up / reconnect reconcile) without booking PnL:
+        ``position`` lots at average entry ``entry_px`` ticks."""
+        if instrument not in self.specs:
+            raise KeyError(f"unknown instrument {instrument}")
+        p = self.positions[instrument]
+        p.position = int(position)
+        p.cost = Fraction(entry_px) * abs(p.position) if p.position else Fraction(0)
+        self.events.append({"ts": self.clock.realtime_ns(), "event": "reconcile", "instrument": instrument,
+                            "position": int(position), "entry_px": float(entry_px)})
+
     def set_equity_base(self, equity: int) -> None:
         """Re-base equity from the venue's balance (FEE_SCALE units) without touching PnL."""
         self.equity_base = Fraction(equity) - self.positions.realized_net() - self.positions.unrealized()
@@ -218,6 +229,9 @@ class RiskEngine:
         initial = sum((p.notional() / Fraction(self.specs[i].leverage) for i, p in self.positions.by_instrument.items()),
                       Fraction(0))
         m.margin_utilisation = float(initial / eq) if eq > 0 else (float("inf") if initial > 0 else 0.0)
+        maint = sum((p.notional() * Fraction(self.specs[i].maint_margin_rate)
+                     for i, p in self.positions.by_instrument.items()), Fraction(0))
+        m.maintenance_ratio = float(maint / eq) if eq > 0 else (float("inf") if maint > 0 else 0.0)
         m.rate_limit = self.counters.rate_limit_streak
         m.losing_fills = self.counters.losing_streak
         m.error_burst = self.counters.errors_in_window(now_m)
@@ -369,6 +383,7 @@ class RiskEngine:
             "realized_pnl_net": money(self.positions.realized_net()),
             "equity": money(self.equity()), "high_water_mark": money(self.hwm),
             "drawdown": m.drawdown, "daily_loss": m.daily_loss, "margin_utilisation": m.margin_utilisation,
+            "maintenance_ratio": m.maintenance_ratio,
             "last_fills": [f.as_dict() for f in self.positions.last],
             "signals": {self.specs[i].symbol: dict(v) for i, v in self.signals.items()},
             "market": {self.specs[i].symbol: {"bid": mk.bid, "ask": mk.ask, "status": mk.status.name,
@@ -394,7 +409,7 @@ class RiskEngine:
             "pnl": float(self.positions.realized_net() + self.positions.unrealized()) / FEE_SCALE,
             "equity": float(eq) / FEE_SCALE, "drawdown": m.drawdown, "daily_loss": m.daily_loss,
             "daily_pnl": float(eq - self.day_start_equity) / FEE_SCALE,
-            "margin_utilisation": m.margin_utilisation,
+            "margin_utilisation": m.margin_utilisation, "maintenance_ratio": m.maintenance_ratio,
             "fills": sum(p.fills for p in self.positions.by_instrument.values()),
             "positions": {s.symbol: self.positions[i].position for i, s in self.specs.items()},
             "breaches": [b.name for b in self.breaches], "drops": dict(self.drops),

@@ -35,6 +35,7 @@ class Metrics:
     daily_loss: float = 0.0          # loss today / equity at the start of the UTC day
     drawdown: float = 0.0            # (hwm - equity) / hwm
     margin_utilisation: float = 0.0  # initial margin / equity
+    maintenance_ratio: float = 0.0   # maintenance margin / equity (reported, not a trigger)
     rate_limit: float = 0            # rate-limit rejects in a row
     losing_fills: float = 0          # losing closing fills in a row
     error_burst: float = 0           # errors in the last error_window_s

@@ -79,6 +79,7 @@ def test_engine_equity_margin_and_status() -> None:
     # notional 600 USDT; initial margin 120 USDT; equity 1000 - 0.012
     assert eng.equity() == 1_000 * FEE_SCALE - 1_200_000
     assert eng.metrics.margin_utilisation == pytest.approx(120 / (1000 - 0.012))
+    assert eng.metrics.maintenance_ratio == pytest.approx(600 * 0.004 / (1000 - 0.012))
     s = eng.snapshot()
     assert s["positions"] == {"BTCUSDT": 10} and s["pnl"] == pytest.approx(-0.012) and s["mode"] == "NORMAL"
     eng.on_book(0, 600_999, 601_001)             # +1000 ticks = +0.1 USDT per lot, x10 lots = 1 USDT
@@ -119,3 +120,13 @@ def test_control_rows_carry_effective_limits_and_position() -> None:
     assert len(rows) == 2
     assert rows[1]["max_position"] == 50 and rows[1]["max_order_qty"] == 5 and rows[1]["position"] == -3
     assert rows[0]["limit_scale_bp"] == 10_000 and rows[0]["mode"] == 0
+
+
+def test_reconcile_adopts_the_venue_position_without_pnl() -> None:
+    eng, _ = _engine()
+    eng.reconcile_position(0, -4, 600_000)
+    eng.on_book(0, 599_999, 600_001)
+    assert eng.positions[0].position == -4 and eng.positions.realized_net() == 0
+    assert eng.positions.unrealized() == 0
+    r = eng.on_fill(0, BUY, 599_000, 4, 0, 1, 1)       # buy back 1000 ticks lower: +0.4 USDT
+    assert r.realized == 1000 * 4 * 10_000 and eng.positions[0].position == 0
