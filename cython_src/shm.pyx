@@ -685,8 +685,13 @@ cdef class GatedReader(_RingReader):
 
     @classmethod
     def attach(cls, str instance, str name, dtype, str reader, str start="latest",
-               capacity=None, slot_size=None):
-        """Attach as ``reader``; a required reader resumes from its stored cursor (nothing lost)."""
+               capacity=None, slot_size=None, expect_required=None):
+        """Attach as ``reader``; a required reader resumes from its stored cursor (nothing lost).
+
+        Whether the reader is required is decided by its name (named at creation). Pass
+        ``expect_required=True`` to fail loudly if the name is not a required reader (a typo
+        would otherwise make a lossless consumer silently lossy), or False for the converse.
+        """
         S = _segmod()
         seg = S.attach(instance, name, S.Kind.GATED, dtype, slot_size, capacity)
         cdef GatedReader r = cls.__new__(cls)
@@ -696,6 +701,10 @@ cdef class GatedReader(_RingReader):
         except BaseException:
             seg.close()
             raise
+        if expect_required is not None and bool(expect_required) != r._required:
+            r.close()
+            what = "is not a required" if expect_required else "is a required"
+            raise S.ShmError(f"{seg.posix_name}: reader {reader!r} {what} reader of this ring")
         return r
 
 

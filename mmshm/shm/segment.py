@@ -254,7 +254,8 @@ class Segment:
         self.name = posix_name.lstrip("/")
         self._mm = mm
         self.size = size
-        self._bytes = np.frombuffer(mm, dtype=np.uint8) if writable else np.frombuffer(mm, dtype=np.uint8)
+        self.writable = writable
+        self._bytes = np.frombuffer(mm, dtype=np.uint8)
         self.header = self._bytes[:HEADER_SIZE].view(HEADER)[0]  # np.void view into the mapping
         self.address = int(self._bytes.__array_interface__["data"][0])
 

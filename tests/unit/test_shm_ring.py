@@ -272,3 +272,15 @@ def test_required_reader_name_taken_by_live_process(instance, gated):
             GatedReader.attach(instance, "orders", REC, reader="risk")
     finally:
         risk.close()
+
+
+def test_expect_required_guards_typos(instance, gated):
+    with pytest.raises(ShmError, match="not a required reader"):
+        GatedReader.attach(instance, "orders", REC, reader="rsik", expect_required=True)
+    with pytest.raises(ShmError, match="is a required reader"):
+        GatedReader.attach(instance, "orders", REC, reader="risk", expect_required=False)
+    ok = GatedReader.attach(instance, "orders", REC, reader="risk", expect_required=True)
+    assert ok.required
+    ok.close()
+    # the failed attaches released their slots
+    assert sum(1 for r in gated.segment.readers if int(r["state"]) == 2) == 0
