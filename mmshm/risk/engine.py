@@ -79,6 +79,7 @@ class RiskEngine:
         self.global_flags = 0
         self.inst_mode: dict[int, Mode] = {i: Mode.NORMAL for i in self.specs}
         self.inst_flags: dict[int, int] = {i: 0 for i in self.specs}
+        self.inst_reason: dict[int, TriggerCode] = {i: TriggerCode.NONE for i in self.specs}
         self.postmortems: list[Path] = []
         self.postmortem_docs: deque[dict] = deque(maxlen=16)
         self.events: deque[dict] = deque(maxlen=256)
@@ -292,6 +293,10 @@ class RiskEngine:
         reason = TriggerCode.NONE
         imode = {i: Mode.NORMAL for i in self.specs}
         iflags = {i: 0 for i in self.specs}
+        ireason = {i: TriggerCode.NONE for i in self.specs}
+        for b in sorted(self.breaches, key=lambda x: int(x.action)):
+            if b.instrument is not None:
+                ireason[b.instrument] = b.code     # the most severe instrument breach wins
         for b in self.breaches:
             if b.action in _MODE_OF_ACTION:
                 if b.instrument is None:
@@ -322,7 +327,7 @@ class RiskEngine:
         if mode != self.mode or reason != self.reason:
             self.mode_changed_ns = now
         self.mode, self.reason, self.global_flags = mode, reason, gflags
-        self.inst_mode, self.inst_flags = imode, iflags
+        self.inst_mode, self.inst_flags, self.inst_reason = imode, iflags, ireason
 
     # ------------------------------------------------------------------ outputs
     def control_rows(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -344,7 +349,7 @@ class RiskEngine:
         for i, spec in self.specs.items():
             r = out[1 + i]
             r["mode"] = int(most_restrictive(self.mode, self.inst_mode[i]))
-            r["reason"] = int(self.reason)
+            r["reason"] = int(self.reason or self.inst_reason[i])
             r["updated_ts"] = self.mode_changed_ns
             r["heartbeat_mono"] = now_m
             r["limit_scale_bp"] = scale
@@ -403,6 +408,7 @@ class RiskEngine:
         hs = self.halts.state()
         return {
             "mode": self.mode.name, "reason": self.reason.name, "halted": hs.halted,
+            "kill": f"HALT:{hs.reason.name}" if hs.halted else "OK",
             "manual_required": hs.manual_required, "resume_at_ns": hs.resume_at_ns,
             "halts_today": hs.halts_today, "limit_scale_bp": hs.scale_bp,
             "paused": bool(self.global_flags & FLAG_PAUSED),

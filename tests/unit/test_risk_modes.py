@@ -48,6 +48,7 @@ def test_reentry_after_five_minutes_at_half_limits() -> None:
     eng, clock = make()
     trip(eng)
     assert eng.mode == Mode.HALT and eng.control_rows()[1]["mode"] == Mode.HALT
+    assert eng.snapshot()["kill"] == "HALT:RATE_LIMIT"
     step(eng, clock, 299)
     assert eng.mode == Mode.HALT
     step(eng, clock, 1)

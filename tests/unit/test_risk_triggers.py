@@ -87,6 +87,7 @@ def test_stale_market_data_ten_seconds_pulls(age: float, fires: bool) -> None:
     eng.evaluate()
     rows = eng.control_rows()
     assert bool(rows[1]["flags"] & FLAG_PULL) is fires
+    assert bool(rows[1]["reason"] == TriggerCode.STALE_MD) is fires
     assert eng.mode == Mode.NORMAL               # pulling is not a halt
 
 
