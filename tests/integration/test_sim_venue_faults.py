@@ -106,3 +106,22 @@ def test_self_trade_prevention_and_cross_account_fill(make_venue):
     assert ta[0]["maker"] is True and tb[0]["maker"] is False and ta[0]["id"] == tb[0]["id"]
     state = c.control("GET", "/state")
     assert state["a"]["positions"][SYM]["qty_lots"] == -4 and state["b"]["positions"][SYM]["qty_lots"] == 4
+
+
+def test_market_stream_drop_after_n(make_venue):
+    v, c = make_venue()
+    c.control("POST", "/faults", {"drop": [{"channel": "market", "after": 3}]})
+    ms = StreamClient(v.urls["stream"] + "?streams=btcusdt@trade")
+    time.sleep(0.05)
+    for i in range(5):
+        c.trade(SYM, "60000.0", "0.001", "BUY")
+    got = 0
+    with pytest.raises(Exception):
+        while True:
+            assert ms.next(timeout=3)["stream"] == "btcusdt@trade"
+            got += 1
+    assert got == 3
+    ms2 = StreamClient(v.urls["ws"] + "/btcusdt@trade")   # raw stream: data only
+    time.sleep(0.05)
+    c.trade(SYM, "60000.0", "0.001", "BUY")
+    assert ms2.next(timeout=3)["e"] == "trade"
