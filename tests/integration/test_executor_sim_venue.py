@@ -21,10 +21,12 @@ from mmshm.venues.binance_usdm.trading import (BinanceTrading, InstrumentIndex, 
 KEY, SECRET = "mmshm-sim-key", "mmshm-sim-secret"
 
 VENUE_SCRIPT = r"""
-import asyncio
+import asyncio, json, sys
 from mmshm.venues.sim.server import SimVenue, VenueConfig
+from mmshm.venues.sim.ratelimit import RateLimitConfig
 async def main():
-    v = SimVenue(VenueConfig(symbols=("BTCUSDT",), market="none"))
+    rl = RateLimitConfig(**json.loads(sys.argv[1])) if len(sys.argv) > 1 else RateLimitConfig()
+    v = SimVenue(VenueConfig(symbols=("BTCUSDT",), market="none", rate_limits=rl))
     await v.start()
     print(v.port, flush=True)
     await asyncio.Event().wait()
@@ -32,15 +34,19 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture
-def venue(spawn):
-    """The simulated venue in a child process; yields its port."""
-    proc = spawn([sys.executable, "-c", VENUE_SCRIPT],
+def start_venue(spawn, **rate_limits) -> int:
+    proc = spawn([sys.executable, "-c", VENUE_SCRIPT] + ([json.dumps(rate_limits)] if rate_limits else []),
                  env={"MMSHM_API_KEY": KEY, "MMSHM_API_SECRET": SECRET})
     line = proc.stdout.readline()
     if not line:
         pytest.fail(f"venue did not start: {proc.stderr.read().decode()[-2000:]}")
     return int(line)
+
+
+@pytest.fixture
+def venue(spawn):
+    """The simulated venue in a child process; yields its port."""
+    return start_venue(spawn)
 
 
 def control(port: int, method: str, path: str, body: dict | None = None) -> object:
@@ -280,28 +286,62 @@ def test_429_storm_breaker_backs_off_no_418(venue):
 
 
 @pytest.mark.timeout(90)
-def test_ws_api_drop_falls_back_and_reconnects(venue):
+def test_order_entry_and_user_stream_drop_ten_times(venue):
+    """Both connections drop after N messages, ten times in a row: each reconnect is quick,
+    order state resumes, and venue and local state agree (no orphaned order)."""
     async def main():
         await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
                                                         "asks": [["50010.0", "1"]]})
         # drops apply to connections opened after the fault is set
-        await acontrol(venue, "POST", "/faults", {"drop": [{"channel": "wsapi", "after": 3, "times": 3},
-                                                           {"channel": "user", "after": 5, "times": 3}]})
+        await acontrol(venue, "POST", "/faults", {"drop": [{"channel": "wsapi", "after": 10, "times": 10},
+                                                           {"channel": "user", "after": 10, "times": 10}]})
         s, pub = await session(venue)
         try:
-            for i in range(30):
-                await s.on_targets(target(i + 1, bids=[(499000 - (i % 4), 3)], asks=[(501000 + (i % 3), 2)]))
+            i = 0
+            while (s.trading.ws.connects < 11 or s.user_stream.connects < 11) and i < 2000:
+                await s.on_targets(target(i + 1, bids=[(499000 - (i % 4), 3)], asks=[(501000 + (i % 3), 3)]))
                 await s.tick()
-                await asyncio.sleep(0.05)
-            for _ in range(20):
+                i += 1
+                await asyncio.sleep(0.005)
+            for _ in range(40):
                 await s.tick()
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
+            assert s.trading.ws.connects >= 11 and s.user_stream.connects >= 11
+            assert len(s.trading.ws.reconnect_ns) >= 10 and max(s.trading.ws.reconnect_ns) < 5e9
+            assert len(s.user_stream.reconnect_ns) >= 10 and max(s.user_stream.reconnect_ns) < 5e9
             await s.reconcile()
             venue_open = {o.client_id for o in await s.trading.open_orders("BTCUSDT")}
             local_open = {o.client_id for o in s.working.live_orders()}
             assert venue_open == local_open and len(venue_open) == 2
-            assert s.trading.ws.connects >= 2 and s.user_stream.connects >= 2
             assert s.counters["illegal"] == 0
+        finally:
+            await s.stop()
+        assert s.last_cancel_all.ok
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_hammering_is_refused_locally_never_429(spawn):
+    """Place and cancel as fast as possible against tight limits: the budget refuses
+    locally before the venue would answer 429, so no 429 (and no 418) ever comes back."""
+    port = start_venue(spawn, orders_10s_limit=20, orders_1m_limit=60, weight_limit=200)
+
+    async def main():
+        await acontrol(port, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                       "asks": [["50010.0", "1"]]})
+        s, pub = await session(port)
+        try:
+            for i in range(60):
+                await s.on_targets(target(2 * i + 1, bids=[(499000 - i, 3)]))
+                await s.on_targets(target(2 * i + 2, pull=True))
+            stats = await acontrol(port, "GET", "/stats")
+            assert stats["ratelimit"] == {"429": 0, "418": 0}, stats["ratelimit"]
+            snap = s.trading.budget.snapshot()
+            assert snap["refused"] > 0 and snap["n_429"] == 0
+            assert s.counters["not_sent"] > 0
+            await s.reconcile()
+            venue_open = {o.client_id for o in await s.trading.open_orders("BTCUSDT")}
+            assert venue_open == {o.client_id for o in s.working.live_orders()}
         finally:
             await s.stop()
     run(main())

@@ -27,6 +27,7 @@ import itertools
 import logging
 import time
 import types
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -785,6 +786,8 @@ class BinanceWsApi:
         self._pending: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self.connects = 0
+        self.down_since_mono = 0
+        self.reconnect_ns: deque[int] = deque(maxlen=1000)   # down → up again, per reconnect
         self.counters = {"requests": 0, "errors": 0, "orphan_answers": 0, "disconnects": 0}
 
     @property
@@ -798,6 +801,9 @@ class BinanceWsApi:
                                            ping_timeout=20, open_timeout=self.timeout_s,
                                            compression=None)
         self.connects += 1
+        if self.down_since_mono:
+            self.reconnect_ns.append(time.monotonic_ns() - self.down_since_mono)
+            self.down_since_mono = 0
         self._reader = asyncio.get_running_loop().create_task(self._read_loop(self._ws))
 
     async def close(self) -> None:
@@ -837,6 +843,7 @@ class BinanceWsApi:
             pass
         finally:
             self.counters["disconnects"] += 1
+            self.down_since_mono = self.down_since_mono or time.monotonic_ns()
             if self._ws is ws:
                 self._ws = None
             self._fail_all("WebSocket API connection lost")
@@ -1059,6 +1066,8 @@ class UserStream:
         self.listen_key: str | None = None
         self.connects = 0
         self.messages = 0
+        self.down_since_mono = 0
+        self.reconnect_ns: deque[int] = deque(maxlen=1000)
         self._stop = asyncio.Event()
         self._ws: Any = None
 
@@ -1101,6 +1110,9 @@ class UserStream:
                     await self._sleep_backoff(attempt)
                     continue
                 self.connects += 1
+                if self.down_since_mono:
+                    self.reconnect_ns.append(time.monotonic_ns() - self.down_since_mono)
+                    self.down_since_mono = 0
                 await self._emit(on_event, StreamStatus(True, self.connects > 1, "", time.time_ns()))
                 attempt = 0
                 reason = "closed"
@@ -1126,6 +1138,7 @@ class UserStream:
                     ws, self._ws = self._ws, None
                     if ws is not None:
                         await ws.close()
+                self.down_since_mono = time.monotonic_ns()
                 await self._emit(on_event, StreamStatus(False, False, reason, time.time_ns()))
                 if not self._stop.is_set():
                     await self._sleep_backoff(1)
