@@ -89,7 +89,7 @@ def test_concurrent_writer_never_torn(instance):
     th.start()
     try:
         seen = set()
-        for _ in range(20000):
+        for _ in range(5000):
             r = t.read(0, timeout=1.0)
             assert consistent(r)
             assert int(r["version"]) % 2 == 0
@@ -136,4 +136,38 @@ def test_claim_row_reclaims_dead_pid_and_fills_up(instance):
         with pytest.raises(ValueError):
             t.claim_row(0)
     finally:
+        t.close()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["claim", "release"]), st.integers(1, 6)), max_size=30))
+def test_claims_match_a_model(instance, ops):
+    """claim_row/release_row behave like a dict key -> row with first-free allocation."""
+    name = f"c{len(ops)}{abs(hash(tuple(ops))) % 10**8}"
+    t = SeqlockTable.create(instance, name, ROW, rows=4)
+    try:
+        model: dict[int, int] = {}
+        for op, key in ops:
+            key += 10**9                      # never a live pid: no dead-pid reclaim surprises
+            if op == "claim":
+                if key in model:
+                    assert t.claim_row(key, reclaim_dead=False) == model[key]
+                elif len(model) == 4:
+                    with pytest.raises(ShmError):
+                        t.claim_row(key, reclaim_dead=False)
+                else:
+                    row = t.claim_row(key, reclaim_dead=False)
+                    assert row == min(set(range(4)) - set(model.values()))
+                    model[key] = row
+            else:
+                row = model.get(key, 0)
+                assert t.release_row(row, key) == (key in model)
+                model.pop(key, None)
+            assert {k: i for i, k in enumerate(t.claims()) if k} == model
+    finally:
+        t.unlink()
         t.close()
