@@ -96,7 +96,6 @@ class AgentRunner:
         self.slot: ProcessSlot | None = None
         self.work_count = 0
         self.idle_cycles = 0
-        self.cycles = 0
         self.exit_reason = ""
         self._halt_handled = False
         self._paused_seen = False
@@ -119,7 +118,7 @@ class AgentRunner:
 
     def clear_halt(self) -> None:
         """Lift the process-local halt latch (an operator decision; never automatic)."""
-        self.flags.halt = False
+        self.flags.clear_halt()
 
     @property
     def counters(self):
@@ -165,39 +164,49 @@ class AgentRunner:
             bind(self)
 
     def _loop(self) -> None:
+        """The duty cycle. Everything per cycle is a local; rare things hang off two checks:
+        ``flags.events`` (a signal or request arrived) and ``next_tick`` (sd_notify due)."""
         flags = self.flags
-        agent = self.agent
-        idle = self.idle
+        do_work = self.agent.do_work
+        idle = self.idle.idle
         beat = self.slot.heartbeat if self.slot is not None else None
-        notifier = self.notifier
         clock = self._clock
-        ping = notifier.maybe_ping if notifier.watchdog_enabled else None
-        status_every = self.status_interval_ns if notifier.enabled else 0
-        next_status = clock() + status_every
-        skip_paused = self.skip_work_when_paused
-        while not flags.stop:
-            if flags.halt != self._halt_handled or flags.paused != self._paused_seen or flags.reload_pending:
-                self._handle_flags()
-                if flags.stop:
-                    break
-            if skip_paused and flags.paused:
-                work = 0
-            else:
-                work = agent.do_work()
-            now = clock()
-            self.cycles += 1
-            if work > 0:
-                self.work_count += work
-            else:
-                self.idle_cycles += 1
-            if beat is not None:
-                beat(now, self.work_count, self.idle_cycles)
-            if ping is not None:
-                ping(now)
-            if status_every and now >= next_status:
-                notifier.status(self._status_text())
-                next_status = now + status_every
-            idle.idle(work)
+        notifier = self.notifier
+        periods = [p for p in (notifier.watchdog_interval_ns if notifier.watchdog_enabled else 0,
+                               self.status_interval_ns if notifier.enabled else 0) if p > 0]
+        tick_ns = min(periods) if periods else 1 << 62
+        next_tick = clock()
+        next_status = next_tick + self.status_interval_ns
+        seen = -1  # act on flags raised before the loop started
+        skipping = False
+        work_total, idle_total = self.work_count, self.idle_cycles
+        try:
+            while True:
+                if flags.events != seen:
+                    seen = flags.events
+                    self.work_count, self.idle_cycles = work_total, idle_total
+                    self._handle_flags()
+                    if flags.stop:
+                        break
+                    skipping = self.skip_work_when_paused and flags.paused
+                work = 0 if skipping else do_work()
+                now = clock()
+                if work > 0:
+                    work_total += work
+                else:
+                    idle_total += 1
+                if beat is not None:
+                    beat(now, work_total, idle_total)
+                if now >= next_tick:
+                    next_tick = now + tick_ns
+                    notifier.maybe_ping(now)
+                    if notifier.enabled and now >= next_status:
+                        self.work_count, self.idle_cycles = work_total, idle_total
+                        notifier.status(self._status_text())
+                        next_status = now + self.status_interval_ns
+                idle(work)
+        finally:
+            self.work_count, self.idle_cycles = work_total, idle_total
 
     def _handle_flags(self) -> None:
         """Act on what the signal handlers asked for (between duty cycles)."""
@@ -263,7 +272,7 @@ class AgentRunner:
 
     def _status_text(self) -> str:
         state = self._current_state().name.lower()
-        return (f"{self.role}: {state}, work={self.work_count} cycles={self.cycles} "
+        return (f"{self.role}: {state}, work={self.work_count} idle_cycles={self.idle_cycles} "
                 f"idle={self.idle.name}")
 
 

@@ -151,7 +151,7 @@ class SnapshotReader:
             write_count = int(versions.sum(dtype=np.uint64)) // 2
         return SegmentInfo(
             name=name, posix_name=seg.posix_name, kind=kind, dtype_name=_text(h["dtype_name"]),
-            capacity=int(h["capacity"]), creator_pid=creator, creator_alive=segmod.pid_alive(creator),
+            capacity=int(h["capacity"]), creator_pid=creator, creator_alive=segmod.writer_alive(seg),
             epoch=int(h["epoch"]), cursor=cursor, write_count=write_count,
             refused=int(h["refused"]), alarm=int(h["alarm"]), heartbeat_mono=int(h["heartbeat_mono"]),
             heartbeat_count=int(h["heartbeat_count"]), created_ts=int(h["created_ts"]), readers=readers,

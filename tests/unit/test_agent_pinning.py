@@ -77,3 +77,31 @@ def test_bad_cpu_values(bad):
 def test_format_cpus():
     assert format_cpus({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
     assert format_cpus(set()) == "none"
+
+
+def _runner_pinned(cpu):
+    from mmshm.agent.base import FunctionAgent
+    from mmshm.agent.idle import NoOpIdle
+    from mmshm.agent.runner import AgentRunner
+    from mmshm.agent.sdnotify import SdNotifier
+
+    seen = {}
+
+    def work():
+        seen["affinity"] = os.sched_getaffinity(0)
+        runner.request_stop()
+        return 0
+
+    runner = AgentRunner(FunctionAgent("pin", work), NoOpIdle(), role="tester", cpu=cpu,
+                         notifier=SdNotifier({}), install_signals=False)
+    code = runner.run()
+    return code, seen.get("affinity"), runner.exit_reason
+
+
+@pytest.mark.timeout(30)
+def test_runner_pins_before_work_and_fails_cleanly_on_a_bad_cpu():
+    cpu = min(allowed_cpus())
+    kind, (code, affinity, _) = _in_child(_runner_pinned, cpu)
+    assert kind == "ok" and code == 0 and affinity == {cpu}
+    kind, (code, affinity, reason) = _in_child(_runner_pinned, max(allowed_cpus()) + 1000)
+    assert code == 1 and affinity is None and reason.startswith("PinningError")
