@@ -307,6 +307,10 @@ cdef int quote_cycle(const QuoterParamsC *p, QuoterStateC *s, int instrument,
     # (1) the book
     nb = rd_u16(book, B_NBIDS)
     na = rd_u16(book, B_NASKS)
+    if nb > QMAX_BOOK:          # a corrupt count must not walk off the row
+        nb = QMAX_BOOK
+    if na > QMAX_BOOK:
+        na = QMAX_BOOK
     if rd_u16(book, B_STATUS) != MD_LIVE:
         return pull(s, out, R_BOOK_NOT_LIVE)
     if nb == 0 or na == 0:

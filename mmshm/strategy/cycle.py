@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from mmshm.records import MdStatus, Mode
+from mmshm.records import BOOK_DEPTH, MdStatus, Mode
 from mmshm.strategy import fairvalue, ladder, models
 from mmshm.strategy.params import (CONTROL_FLAG_PAUSED, CONTROL_FLAG_PULL, TARGET_FLAG_PULL,
                                    TARGET_FLAG_REDUCE_ONLY, TARGET_FLAG_WIDENED, FairValue,
@@ -82,7 +82,7 @@ class PyQuoter:
         out["md_seq"] = book["md_seq"]
         out["md_publish_mono"] = book["publish_mono"]
         out["quote_mono"] = now_ns
-        nb, na = int(book["n_bids"]), int(book["n_asks"])
+        nb, na = min(int(book["n_bids"]), BOOK_DEPTH), min(int(book["n_asks"]), BOOK_DEPTH)
         if int(book["status"]) != MdStatus.LIVE:
             return self._pull(out, PullReason.BOOK_NOT_LIVE)
         if nb == 0 or na == 0:

@@ -174,6 +174,13 @@ def test_set_arrival_validates() -> None:
         rig.nq.set_arrival(0.0, 1.0)
 
 
+def test_corrupt_level_counts_are_clamped_to_the_row() -> None:
+    rig = Rig()
+    rig.book[0]["n_bids"] = rig.book[0]["n_asks"] = 65_535
+    assert rig.cycle() == 0                     # equal to PyQuoter, and no read past the row
+    assert -1.0 <= rig.nq.signals()["imbalance"] <= 1.0
+
+
 def test_short_buffers_are_refused() -> None:
     rig = Rig()
     with pytest.raises(ValueError, match="shorter"):
