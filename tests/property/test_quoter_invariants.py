@@ -51,8 +51,11 @@ def market(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(params=params_st, mkt=market(), position=st.integers(-1000, 1000),
        max_pos=st.integers(0, 1000), max_order=st.integers(0, 100),
-       mode=st.sampled_from(list(Mode)), min_qty=st.integers(1, 5),
-       min_notional=st.integers(0, 10**8), qptl=st.floats(1e-3, 1e3))
+       mode=st.sampled_from([Mode.NORMAL, Mode.NORMAL, Mode.NORMAL, Mode.WIDEN, Mode.REDUCE_ONLY,
+                             Mode.HALT, Mode.FLATTEN]),
+       min_qty=st.integers(1, 5),
+       min_notional=st.one_of(st.just(0), st.integers(0, 10**6), st.integers(0, 10**9)),
+       qptl=st.floats(1e-3, 1e3))
 def test_own_quotes_never_cross_and_respect_limits(params, mkt, position, max_pos, max_order, mode,
                                                    min_qty, min_notional, qptl) -> None:
     spec = InstrumentSpec(min_qty=min_qty, min_notional=min_notional, quote_per_tick_lot=qptl)
