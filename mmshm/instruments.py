@@ -300,5 +300,41 @@ class InstrumentTable:
             table.add(InstrumentSpec.from_row(r))
         return table
 
+    # ---------------------------------------------------------------- shared memory
+    def write_segment(self, instance: str, name: str = "instruments"):
+        """Create the ``instruments`` seqlock table of ``instance`` and write every row.
+
+        Returns the ``SeqlockTable`` (its creator keeps it open for the life of the
+        instance and unlinks it at shutdown).
+        """
+        from mmshm.shm import SeqlockTable
+
+        table = SeqlockTable.create(instance, name, INSTRUMENT_ROW, rows=max(1, len(self.specs)))
+        try:
+            for i, row in enumerate(self.to_rows()):
+                table.write(i, row)
+        except BaseException:
+            table.unlink()
+            table.close()
+            raise
+        return table
+
+    @classmethod
+    def read_segment(cls, instance: str, name: str = "instruments") -> "InstrumentTable":
+        """The table published by :meth:`write_segment` (rows up to the first never-written one)."""
+        from mmshm.shm import SeqlockTable
+
+        seg = SeqlockTable.attach(instance, name, INSTRUMENT_ROW)
+        try:
+            rows = []
+            for i in range(seg.rows):
+                r = seg.read(i)
+                if int(r["version"]) == 0:
+                    break
+                rows.append(r)
+        finally:
+            seg.close()
+        return cls.from_rows(np.array(rows, INSTRUMENT_ROW)) if rows else cls()
+
 
 __all__ = ["FEE_SCALE", "InstrumentError", "InstrumentSpec", "InstrumentTable", "OffGridError", "parse_decimal"]

@@ -67,8 +67,8 @@ class FeedSequence:
 class BinanceUsdmBook:
     """Book sync for one Binance USD-M instrument (see the module docstring).
 
-    ``status`` is the MdStatus consumers see: SYNCING until the first diff after a snapshot
-    applies, LIVE while in sequence and neither crossed nor locked, STALE after a break
+    ``status`` is the MdStatus consumers see: UNKNOWN before ``start``, SYNCING from
+    ``start`` until the first diff after a snapshot applies, LIVE while in sequence and neither crossed nor locked, STALE after a break
     (until resynchronised), while crossed/locked, or after ``mark_stale`` (until the next
     applied diff), DISCONNECTED after ``on_disconnect`` (until ``start``).
     """
@@ -95,7 +95,7 @@ class BinanceUsdmBook:
         self.row = np.zeros(1, BOOK_ROW)
         self.book.bind_row(self.row)
         self.core = BinanceSyncCore(self.parser, self.book, self.sequence.array, instrument, self.venue,
-                                    int(MdStatus.SYNCING))
+                                    int(MdStatus.UNKNOWN))
         self.snapshot_id = 0
         self._have_snapshot = False       # snapshot loaded, first diff not yet applied
         self._awaiting_snapshot = True
