@@ -31,6 +31,8 @@ class WatchdogPolicy:
     #: Kill HUNG processes (with ``kill_signal``).
     kill_hung: bool = True
     kill_signal: int = int(signal.SIGKILL)
+    #: A process still hung this long after ``kill_signal`` gets SIGKILL.
+    kill_escalate_s: float = 5.0
     #: Raise HALT when a critical role is DEAD, HUNG or KILLED.
     halt_on_critical: bool = True
     #: HALT is latched. SIGHUP to the watchdog clears it when every critical role is OK;
@@ -47,7 +49,7 @@ class WatchdogPolicy:
 
     def __post_init__(self) -> None:
         for name in ("interval_s", "heartbeat_timeout_s", "starting_timeout_s", "stopping_timeout_s",
-                     "pid_reuse_tolerance_s"):
+                     "pid_reuse_tolerance_s", "kill_escalate_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"watchdog policy {name} must be > 0, got {getattr(self, name)!r}")
         for name in ("role_timeouts", "idle_limits"):

@@ -49,6 +49,7 @@ class SnapshotReader:
         self._segments: dict[str, tuple[int, segmod.Segment]] = {}  # name -> (inode, segment)
         self._procs: ProcessTable | None = None
         self._verdicts: VerdictTable | None = None
+        self._table_inodes: dict[str, int | None] = {}
 
     # ------------------------------------------------------------------ discovery
     def segment_files(self) -> dict[str, int]:
@@ -89,16 +90,17 @@ class SnapshotReader:
             self._segments[name] = (inode, seg)
 
     def _tables(self) -> None:
-        if self._procs is None and PROCS_SEGMENT in self._segments:
-            self._procs = ProcessTable.attach(self.instance)
-        if self._verdicts is None and VERDICTS_SEGMENT in self._segments:
-            self._verdicts = VerdictTable.attach(self.instance)
-        # A table re-created under us (new inode) is re-attached next time.
-        for attr, name in (("_procs", PROCS_SEGMENT), ("_verdicts", VERDICTS_SEGMENT)):
+        """(Re-)attach the procs and verdicts tables; re-attach when their file was replaced."""
+        for attr, name, cls in (("_procs", PROCS_SEGMENT, ProcessTable), ("_verdicts", VERDICTS_SEGMENT, VerdictTable)):
             table = getattr(self, attr)
-            if table is not None and name not in self._segments:
+            inode = self._segments[name][0] if name in self._segments else None
+            if table is not None and self._table_inodes.get(name) != inode:
                 table.close()
+                table = None
                 setattr(self, attr, None)
+            if table is None and inode is not None:
+                setattr(self, attr, cls.attach(self.instance))
+                self._table_inodes[name] = inode
 
     # ------------------------------------------------------------------ reading
     def take(self) -> InstanceSnapshot:

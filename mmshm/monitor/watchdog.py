@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -71,6 +72,7 @@ class Watchdog:
         self.counters: np.ndarray = np.zeros(16, dtype=np.int64)
         self._current: dict[int, _Current] = {}     # process row -> current verdict
         self._gaps: dict[tuple[str, str, int], int] = {}  # (segment, reader, pid) -> gaps seen
+        self._kills: dict[int, tuple[int, int]] = {}  # pid -> (signal sent, mono when)
         self.halt = False
         self.halt_reason = ""
         self.halt_since = 0
@@ -97,7 +99,10 @@ class Watchdog:
         assessments = self.classifier.assess(snap)
         for a in assessments:
             if a.verdict == Verdict.HUNG and self.policy.kill_hung:
-                self._kill_hung(a)
+                self._kill_hung(a, now)
+        live = {a.process.pid for a in assessments if a.process.alive}
+        for pid in [p for p in self._kills if p not in live]:
+            del self._kills[pid]
         self._record(assessments, now)
         self._update_halt(assessments, now)
         self._log_gaps(snap)
@@ -113,14 +118,29 @@ class Watchdog:
             self.verdicts = None
 
     # ------------------------------------------------------------------ actions
-    def _kill_hung(self, a: Assessment) -> None:
+    def _kill_hung(self, a: Assessment, now: int) -> None:
+        """Signal a HUNG process once; escalate to SIGKILL if it is still hung later.
+
+        A stopped (SIGSTOP) or stuck process may ignore a polite signal: after
+        ``kill_escalate_s`` with the process still hung, SIGKILL follows. Until then the
+        signal is not re-sent every check and the verdict stays KILLED.
+        """
         pid = a.process.pid
         if pid <= 1 or pid == self.pid:
             return
         if not a.process.alive:  # re-checked in the snapshot: gone or a reused pid
             return
+        sent = self._kills.get(pid)
+        sig = self.policy.kill_signal
+        if sent is not None:
+            last_sig, at = sent
+            if last_sig == signal.SIGKILL or now - at < self.policy.kill_escalate_s * 1e9:
+                a.verdict = Verdict.KILLED
+                a.reason = f"{signal.Signals(last_sig).name} sent {(now - at) / 1e9:.1f}s ago: {a.reason}"
+                return
+            sig = int(signal.SIGKILL)
         try:
-            self._kill(pid, self.policy.kill_signal)
+            self._kill(pid, sig)
         except ProcessLookupError:
             a.verdict, a.reason = Verdict.DEAD, f"pid {pid} gone before kill ({a.reason})"
             return
@@ -129,13 +149,12 @@ class Watchdog:
             log.error("kill failed", extra={"event": "kill_failed", "proc_pid": pid, "proc_role": a.process.role,
                                             "error": str(exc), "instance": self.instance})
             return
+        self._kills[pid] = (sig, now)
         self.counters[C_KILLS] += 1
-        import signal as _signal
-
-        signame = _signal.Signals(self.policy.kill_signal).name
+        signame = signal.Signals(sig).name
         log.warning("killed hung process", extra={
             "event": "kill", "proc_pid": pid, "proc_role": a.process.role, "signal": signame,
-            "reason": a.reason, "instance": self.instance})
+            "escalated": sent is not None, "reason": a.reason, "instance": self.instance})
         a.verdict, a.reason = Verdict.KILLED, f"{signame}: {a.reason}"
 
     def _record(self, assessments: list[Assessment], now: int) -> None:
@@ -255,6 +274,7 @@ class WatchdogAgent:
         self._clock = clock
         self._interval_ns = int(watchdog.policy.interval_s * 1e9)
         self._next = 0
+        self.errors = 0
 
     def bind_runner(self, runner) -> None:
         """Publish the watchdog's counters in its own process-table row."""
@@ -269,7 +289,13 @@ class WatchdogAgent:
         if now < self._next:
             return 0
         self._next = now + self._interval_ns
-        self.watchdog.check()
+        try:
+            self.watchdog.check()
+        except Exception as exc:  # one bad check (a segment torn down mid-read) must not stop supervision
+            self.errors += 1
+            self.watchdog.counters[C_SEGMENT_ERRORS] += 1
+            log.exception("watchdog check failed", extra={"event": "check_failed", "error": str(exc),
+                                                          "instance": self.watchdog.instance})
         return 1
 
     def on_close(self) -> None:

@@ -169,3 +169,27 @@ def test_reader_gaps_are_counted_and_logged(instance, caplog):
         wd.close()
         reader.close()
         writer.close()
+
+
+@pytest.mark.timeout(30)
+def test_polite_kill_signal_escalates_to_sigkill(instance, sleeper):
+    procs = ProcessTable.open(instance)
+    kills = Kills()
+    policy = WatchdogPolicy(heartbeat_timeout_s=0.5, critical_roles=frozenset(), kill_signal=int(signal.SIGTERM),
+                            kill_escalate_s=0.2)
+    wd = Watchdog(instance, policy, kill=kills)
+    try:
+        stale(procs.claim("recorder", pid=sleeper.pid), 5)
+        wd.check()
+        wd.check()  # not re-sent within kill_escalate_s
+        assert kills.calls == [(sleeper.pid, signal.SIGTERM)]
+        v, reason = verdict_of(instance, sleeper.pid)
+        assert v == Verdict.KILLED and reason.startswith("SIGTERM")
+        time.sleep(0.25)
+        wd.check()
+        assert kills.calls == [(sleeper.pid, signal.SIGTERM), (sleeper.pid, signal.SIGKILL)]
+        wd.check()
+        assert len(kills.calls) == 2  # SIGKILL is never repeated
+    finally:
+        wd.close()
+        procs.close()
