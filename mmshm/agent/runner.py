@@ -47,7 +47,11 @@ class AgentRunner:
       every exit path, including an agent raising.
     - ``on_halt()``: once, when SIGUSR1 (or ``request_halt``) latches the halt flag.
     - ``on_pause(paused: bool)``: on every SIGUSR2 toggle.
-    - ``on_reload()``: on SIGHUP.
+    - ``on_reload()``: on SIGHUP. If it raises, the error is logged and counted
+      (``reload_errors``) and the process keeps running; an exception from ``on_halt`` or
+      ``on_pause`` stops the runner (exit code 1, the stop hook still runs).
+
+    A long hook calls ``runner.keepalive()`` now and then to keep its heartbeat fresh.
 
     ``skip_work_when_paused``: when True a paused runner stops calling ``do_work`` (but
     keeps heartbeating); by default agents keep running and read ``runner.paused``, since
@@ -100,6 +104,7 @@ class AgentRunner:
         self._halt_handled = False
         self._paused_seen = False
         self._previous_handlers: dict = {}
+        self.reload_errors = 0
 
     # ------------------------------------------------------------------ flags, from code
     @property
@@ -119,6 +124,14 @@ class AgentRunner:
     def clear_halt(self) -> None:
         """Lift the process-local halt latch (an operator decision; never automatic)."""
         self.flags.clear_halt()
+
+    def keepalive(self) -> None:
+        """Heartbeat (row and systemd watchdog) from inside a long hook, e.g. a cancel-all
+        in ``on_stop`` that takes seconds: call it between steps so nobody kills us mid-way."""
+        now = self._clock()
+        if self.slot is not None:
+            self.slot.flush(now)
+        self.notifier.maybe_ping(now)
 
     @property
     def counters(self):
@@ -232,7 +245,11 @@ class AgentRunner:
         while flags.take_reload():
             log.info("reload requested", extra={"role": self.role})
             if self.on_reload is not None:
-                self.on_reload()
+                try:
+                    self.on_reload()
+                except Exception:  # a bad reload (e.g. an invalid new config) keeps the old state running
+                    self.reload_errors += 1
+                    log.exception("reload hook failed; keeping the current settings", extra={"role": self.role})
 
     def _shutdown(self, started: bool) -> None:
         """STOPPING=1, stop hook, on_close, row STOPPED; each step runs even if one fails."""

@@ -168,3 +168,35 @@ def test_composite_sums_work():
     assert comp.do_work() == 5 and comp.name == "a+b"
     with pytest.raises(ValueError):
         CompositeAgent([])
+
+
+def test_failing_reload_keeps_running_and_keepalive_heartbeats_from_a_hook(instance):
+    events: list = []
+    table = ProcessTable.open(instance)
+    beats = []
+
+    def bad_reload():
+        raise ValueError("invalid config")
+
+    def on_cycle(i, runner):
+        if i == 0:
+            runner.flags.request_reload()
+
+    agent = Scripted([0, 0, 0], events, on_cycle)
+    runner = AgentRunner(agent, NoOpIdle(), role="tester", proc_table=table, notifier=SdNotifier({}),
+                         install_signals=False, on_reload=bad_reload)
+
+    def on_stop():
+        before = int(table.read(runner.slot.row)["heartbeat_count"])
+        runner.keepalive()
+        beats.append((before, int(table.read(runner.slot.row)["heartbeat_count"]),
+                      int(table.read(runner.slot.row)["state"])))
+
+    runner.on_stop = on_stop
+    try:
+        assert runner.run() == 0
+    finally:
+        table.close()
+    assert runner.reload_errors == 1
+    (before, after, state), = beats
+    assert after == before + 1 and state == ProcState.STOPPING
