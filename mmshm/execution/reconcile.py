@@ -39,6 +39,7 @@ class ReconcileReport:
     recanceled: list[str] = field(default_factory=list)          # were PENDING_CANCEL, still open
     acked: list[str] = field(default_factory=list)               # were PENDING_NEW, found open
     resolved: dict[str, str] = field(default_factory=dict)       # missing locally-live → venue status
+    still_pending: list[str] = field(default_factory=list)       # unknown to the venue, request maybe in flight
     fills_added: int = 0
     fills_duplicate: int = 0
     unmatched_trades: int = 0                                    # trades of orders not in local state
@@ -53,8 +54,14 @@ class ReconcileReport:
 
 async def reconcile(venue: TradingVenue, working: WorkingOrders, symbols: Sequence[str],
                     symbol_of: Callable[[int], str], *, since_ms: int | None = None,
-                    cancel_unknown: bool = True, adopt_positions: bool = True) -> ReconcileReport:
-    """Merge the venue's view into ``working`` (see module doc). ``symbol_of(instrument)``."""
+                    cancel_unknown: bool = True, adopt_positions: bool = True,
+                    in_flight_grace_ns: int = 6_000_000_000) -> ReconcileReport:
+    """Merge the venue's view into ``working`` (see module doc). ``symbol_of(instrument)``.
+
+    A PENDING_NEW order the venue does not know is only declared REJECTED once its request
+    is older than ``in_flight_grace_ns`` (recvWindow + margin): before that the request
+    may still be in flight and be executed after our query.
+    """
     rep = ReconcileReport()
     open_keys: set[str] = set()
     venue_open = []
@@ -109,7 +116,10 @@ async def reconcile(venue: TradingVenue, working: WorkingOrders, symbols: Sequen
             vo = await venue.query(sym, o.client_id)
         except Exception as exc:  # noqa: BLE001
             if getattr(exc, "code", 0) in (-2011, -2013):
-                finals[o.client_id] = (S.REJECTED, 0, 0)   # never accepted by the venue
+                if o.status == S.PENDING_NEW and time.monotonic_ns() - o.sent_mono < in_flight_grace_ns:
+                    rep.still_pending.append(o.client_id)  # may still arrive: decide later
+                else:
+                    finals[o.client_id] = (S.REJECTED, 0, 0)   # never accepted by the venue
             else:
                 rep.errors.append(f"query {o.client_id}: {type(exc).__name__}: {exc}")
             continue

@@ -329,13 +329,20 @@ class ExecutionSession:
                 cancel_insts.add(act.instrument)
         if cancel_insts:
             await self.cancel_all([self._symbol(i) for i in sorted(cancel_insts)])
+            # restart the clocks: one cancel-all per timeout period, not one per tick
+            for o in self.working.live_orders():
+                if o.is_pending and o.instrument in cancel_insts:
+                    self.working.mark_queried(o.client_id)
 
     async def _query(self, cid: str, instrument: int) -> None:
         try:
             vo = await self.trading.query(self._symbol(instrument), cid)
         except UnknownOrder:
             o = self.working.get(cid)
-            if o is not None and o.status == S.PENDING_NEW:
+            # unknown to the venue: only final once the request can no longer execute
+            # (older than recvWindow); before that it may still be in flight
+            if (o is not None and o.status == S.PENDING_NEW
+                    and time.monotonic_ns() - o.sent_mono > self._grace_ns()):
                 self._emit(self.working.force_status(cid, S.REJECTED).records)
             return
         except BinanceError:
@@ -365,10 +372,16 @@ class ExecutionSession:
         await self.reconcile()
         return rep
 
+    def _grace_ns(self) -> int:
+        """How long a sent request may still execute: recvWindow plus a second of margin."""
+        rest = getattr(self.trading, "rest", None)
+        return (getattr(rest, "recv_window_ms", 5000) + 1000) * 1_000_000
+
     async def reconcile(self) -> ReconcileReport:
         self.counters["reconciles"] += 1
         since = self.trading.clock.venue_ms() - 24 * 3600 * 1000
-        rep = await reconcile(self.trading, self.working, self.symbols, self._symbol, since_ms=since)
+        rep = await reconcile(self.trading, self.working, self.symbols, self._symbol, since_ms=since,
+                              in_flight_grace_ns=self._grace_ns())
         self._emit(rep.records)
         self.last_reconcile = rep
         return rep

@@ -345,3 +345,65 @@ def test_hammering_is_refused_locally_never_429(spawn):
         finally:
             await s.stop()
     run(main())
+
+
+@pytest.mark.timeout(60)
+def test_reject_storm_and_5xx_open_the_breaker_then_recover(venue):
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue, prefer_ws=False)
+        b = s.trading.breaker
+        b.reject_threshold, b.base_ns = 5, 50_000_000
+        try:
+            await acontrol(venue, "POST", "/faults", {"reject": {"count": 8}, "errors5xx": {"count": 0}})
+            for i in range(200):
+                await s.on_targets(target(i + 1, bids=[(499000 - (i % 7), 3)]))
+                if b.counts["opened"] and s.working.live_orders(0) and b.state == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert b.counts["opened"] >= 1 and b.state == 0
+            assert any(r["kind"] == K.REJECT and r["reason"] == -2010 for r in pub)
+            opened = b.counts["opened"]
+            await acontrol(venue, "POST", "/faults", {"errors5xx": {"count": 3, "status": 503}})
+            for i in range(200):
+                await s.on_targets(target(1000 + i, bids=[(498000 - (i % 7), 3)]))
+                if b.counts["opened"] > opened and b.state == 0 and s.working.live_orders(0):
+                    break
+                await asyncio.sleep(0.02)
+            assert b.counts["opened"] > opened and b.state == 0
+            assert s.trading.budget.snapshot()["n_418"] == 0
+        finally:
+            await s.stop()
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_lost_answer_pending_new_is_resolved_by_query(venue):
+    """The answer to a new order is lost (slow venue, our timeout): the order stays
+    PENDING_NEW, the pending timeout queries it, and the state converges with the venue."""
+    async def main():
+        await acontrol(venue, "POST", "/market/depth", {"symbol": "BTCUSDT", "bids": [["50000.0", "1"]],
+                                                        "asks": [["50010.0", "1"]]})
+        s, pub = await session(venue, prefer_ws=False, pending_timeout_ns=300_000_000)
+        s.user_stream.stop()                           # only the query can tell us
+        s.trading.rest.timeout_s = 0.3
+        await s.trading.rest.close()
+        await s.trading.rest.start()
+        try:
+            await acontrol(venue, "POST", "/faults", {"latency_ms": 600})
+            await s.on_targets(target(1, bids=[(499000, 3)]))
+            (o,) = s.working.live_orders(0)
+            assert o.status == S.PENDING_NEW and s.counters["unknown_status"] == 1
+            await acontrol(venue, "DELETE", "/faults")
+            await asyncio.sleep(0.5)                   # the venue has executed it by now
+            for _ in range(100):
+                await s.tick()
+                if s.working.get(o.client_id).status != S.PENDING_NEW:
+                    break
+                await asyncio.sleep(0.05)
+            assert s.working.get(o.client_id).status == S.NEW
+            assert s.working.counters["timeout_query"] >= 1
+        finally:
+            await s.stop()
+    run(main())

@@ -80,17 +80,21 @@ def test_reconcile_merges_venue_state(stub_loop):
             await t.place(req("mm0_9_9", price=999000))
             # D: we think we sent it; the venue never got it
             w.new_sent(client_id="mm1_4_1", cid_num=4, instrument=0, side=Side.SELL, price=1100000, qty=1)
+            # D's request is recent: it might still be in flight, so it is not judged yet
             rep = await reconcile(t, w, ["BTCUSDT"], lambda i: "BTCUSDT", since_ms=0)
+            assert rep.still_pending == ["mm1_4_1"] and w.get("mm1_4_1").status == S.PENDING_NEW
+            w.get("mm1_4_1").sent_mono -= 10_000_000_000   # ... older than recvWindow: final
+            rep2 = await reconcile(t, w, ["BTCUSDT"], lambda i: "BTCUSDT", since_ms=0)
+            assert rep2.resolved == {"mm1_4_1": "REJECTED"}
             assert rep.acked == ["mm1_1_1"] and w.get("mm1_1_1").status == S.NEW
             assert rep.unknown_canceled == ["mm0_9_9"]
             assert stub.orders["mm0_9_9"]["status"] == "CANCELED"
             assert rep.fills_added == 1 and rep.fills_duplicate == 1
             assert w.get("mm1_2_1").status == S.FILLED   # the merged fill completed it
-            assert rep.resolved["mm1_4_1"] == "REJECTED"
             assert rep.position_diffs == {0: (2, 3)} and w.position[0] == 3
             assert rep.ok, rep.errors
             assert all(r["kind"] in (K.ACK, K.FILL, K.RECONCILE) for r in rep.records)
-            # a second pass finds nothing new
+            # another pass finds nothing new
             rep2 = await reconcile(t, w, ["BTCUSDT"], lambda i: "BTCUSDT", since_ms=0)
             assert rep2.fills_added == 0 and not rep2.unknown_canceled and not rep2.resolved
         finally:
