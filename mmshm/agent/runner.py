@@ -274,6 +274,8 @@ class AgentRunner:
             sig.restore(self._previous_handlers)
             self._previous_handlers = {}
         self.notifier.close()
+        log.info("agent runner stopped", extra={"agent": self.agent.name, "reason": self.exit_reason,
+                                                "work_count": self.work_count, "idle_cycles": self.idle_cycles})
 
     # ------------------------------------------------------------------ helpers
     def _current_state(self) -> ProcState:

@@ -151,9 +151,13 @@ class SnapshotReader:
             versions = seg.data(np.dtype({"names": ["version"], "formats": ["<u8"], "offsets": [0],
                                           "itemsize": slot}))["version"]
             write_count = int(versions.sum(dtype=np.uint64)) // 2
+            # A shared table (procs) lives on while any row-writer does, whoever created it.
+            row_writers_alive = any(segmod.pid_alive(int(k)) for k in seg.claims() if int(k) > 0)
+        else:
+            row_writers_alive = False
         return SegmentInfo(
             name=name, posix_name=seg.posix_name, kind=kind, dtype_name=_text(h["dtype_name"]),
-            capacity=int(h["capacity"]), creator_pid=creator, creator_alive=segmod.writer_alive(seg),
+            capacity=int(h["capacity"]), creator_pid=creator, creator_alive=segmod.writer_alive(seg) or row_writers_alive,
             epoch=int(h["epoch"]), cursor=cursor, write_count=write_count,
             refused=int(h["refused"]), alarm=int(h["alarm"]), heartbeat_mono=int(h["heartbeat_mono"]),
             heartbeat_count=int(h["heartbeat_count"]), created_ts=int(h["created_ts"]), readers=readers,
