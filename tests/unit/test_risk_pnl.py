@@ -130,3 +130,13 @@ def test_reconcile_adopts_the_venue_position_without_pnl() -> None:
     assert eng.positions.unrealized() == 0
     r = eng.on_fill(0, BUY, 599_000, 4, 0, 1, 1)       # buy back 1000 ticks lower: +0.4 USDT
     assert r.realized == 1000 * 4 * 10_000 and eng.positions[0].position == 0
+
+
+def test_instrument_risk_from_instrument_row_is_exact() -> None:
+    from mmshm.records import INSTRUMENT_ROW
+    row = np.zeros(1, INSTRUMENT_ROW)[0]
+    row["instrument"], row["symbol"] = 2, b"BTCUSDT"
+    row["tick_mantissa"], row["price_exp"] = 1, -1
+    row["lot_mantissa"], row["qty_exp"] = 1, -3
+    ir = InstrumentRisk.from_instrument_row(row, leverage=3.0)
+    assert ir.index == 2 and ir.symbol == "BTCUSDT" and ir.quote_per_tick_lot == BTC and ir.leverage == 3.0

@@ -136,3 +136,15 @@ def test_params_are_validated() -> None:
     with pytest.raises(ValueError, match="min_half_spread_bp"):
         QuoterParams(min_half_spread_bp=0.0)
     assert QuoterParams(level_sizes=(2, 3, 4)).inventory_unit == 2
+
+
+def test_instrument_spec_from_instrument_row() -> None:
+    from mmshm.records import INSTRUMENT_ROW
+    from mmshm.strategy import InstrumentSpec
+    row = np.zeros(1, INSTRUMENT_ROW)[0]
+    row["tick_mantissa"], row["price_exp"] = 1, -1          # 0.1
+    row["lot_mantissa"], row["qty_exp"] = 1, -3             # 0.001
+    row["min_qty"], row["max_qty"], row["min_notional"] = 1, 1000, 5 * 10**8
+    spec = InstrumentSpec.from_instrument_row(row)
+    assert spec.quote_per_tick_lot == pytest.approx(10_000.0)
+    assert (spec.min_qty, spec.max_qty, spec.min_notional) == (1, 1000, 5 * 10**8)
