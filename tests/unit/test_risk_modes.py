@@ -146,3 +146,9 @@ def test_params_validation() -> None:
         RiskParams(reentry_scale_bp=0)
     with pytest.raises(ValueError):
         RiskEngine(RiskParams(), [])
+
+
+def test_status_line_part() -> None:
+    from mmshm.risk.status import format_risk
+    eng, _ = make()
+    assert format_risk(eng.snapshot()) == "Risk: dd=0.0% margin=0% kill=OK"

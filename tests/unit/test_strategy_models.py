@@ -148,3 +148,15 @@ def test_instrument_spec_from_instrument_row() -> None:
     spec = InstrumentSpec.from_instrument_row(row)
     assert spec.quote_per_tick_lot == pytest.approx(10_000.0)
     assert (spec.min_qty, spec.max_qty, spec.min_notional) == (1, 1000, 5 * 10**8)
+
+
+def test_status_line_parts() -> None:
+    from mmshm.records import TARGET_ROW
+    from mmshm.strategy.status import format_signals, quoted_spread_bp
+    assert format_signals({"imbalance": 0.123, "leadlag_bp": 0.8, "cascade": 0.1, "sigma_bp": 2.0}) == \
+        "Signals: imb=+0.12 leadlag=+0.8bps cascade=0.10 vol=2.0bps/s^0.5"
+    t = np.zeros(1, TARGET_ROW)[0]
+    assert quoted_spread_bp(t) is None
+    t["n_bids"] = t["n_asks"] = 1
+    t["bid_px"][0], t["ask_px"][0] = 9_998, 10_002
+    assert quoted_spread_bp(t) == pytest.approx(4.0)
