@@ -48,18 +48,20 @@ def _thread_ids() -> list[int]:
         return [0]
 
 
-def pin_current_process(cpu: int) -> frozenset[int]:
-    """Pin every thread of this process to ``cpu``; return the verified affinity ``{cpu}``.
+def pin_current_process(cpu: int, all_threads: bool = True) -> frozenset[int]:
+    """Pin every thread of this process (or, with ``all_threads=False``, only the calling
+    thread) to ``cpu``; return the verified affinity ``{cpu}``.
 
-    Threads started later inherit the mask. Raises ``PinningError`` when ``cpu`` is not an
-    int >= 0, not in the allowed set, refused by the kernel, or not what reads back.
+    Threads started later inherit the calling thread's mask. Raises ``PinningError`` when
+    ``cpu`` is not an int >= 0, not in the allowed set, refused by the kernel, or not what
+    reads back.
     """
     allowed = allowed_cpus()
     if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0:
         raise PinningError(cpu, allowed, "CPU must be an integer >= 0")
     if cpu not in allowed:
         raise PinningError(cpu, allowed, "CPU is not in this process's allowed set")
-    for tid in _thread_ids():
+    for tid in (_thread_ids() if all_threads else [0]):
         try:
             os.sched_setaffinity(tid, {cpu})
         except ProcessLookupError:
