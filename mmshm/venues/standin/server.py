@@ -52,9 +52,16 @@ class _Client:
     ws: ServerConnection
     combined: bool
     streams: dict[str, str] = field(default_factory=dict)   # canonical -> name subscribed
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=4096))
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=256))
     sent: int = 0
     close_base: int = 0
+    closed: bool = False
+
+    def discard(self) -> None:
+        """Mark closed and empty the queue, so a player blocked on ``put`` moves on."""
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
 
     def wrap(self, frame: Frame) -> bytes | None:
         name = self.streams.get(canonical_stream(frame.stream))
@@ -115,7 +122,7 @@ class StandinServer:
         self._ws_server = await serve(
             self._handle, self.host, self._ws_port, process_request=self._process_request,
             ping_interval=self._ping_interval, ping_timeout=self._ping_timeout, compression=None,
-            max_queue=64, logger=log)
+            max_queue=64, close_timeout=2, logger=log)
         ws_port = self._ws_server.sockets[0].getsockname()[1]
         app = web.Application()
         app.router.add_get("/fapi/v1/depth", self._rest_depth)
@@ -232,6 +239,8 @@ class StandinServer:
             pass
         finally:
             self._clients.discard(client)
+            client.discard()
+            self._update_subscribed()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
@@ -296,6 +305,7 @@ class StandinServer:
 
     async def _close_client(self, client: _Client, *, abrupt: bool, reason: str) -> None:
         self._clients.discard(client)
+        client.discard()
         self._update_subscribed()
         if abrupt:
             transport = client.ws.transport
@@ -317,12 +327,12 @@ class StandinServer:
             kind = f.malformed.pop(0)
             bad = frame.combined[: len(frame.combined) // 2] if kind == "truncated" else b"\x00\xffnot json{"
             for c in list(self._clients):
-                if c.streams:
+                if c.streams and not c.closed:
                     await c.queue.put(bad)
                     self.stats["malformed_sent"] += 1
         for c in list(self._clients):
             payload = c.wrap(frame)
-            if payload is not None:
+            if payload is not None and not c.closed:
                 await c.queue.put(payload)
 
     async def _hold(self) -> None:
