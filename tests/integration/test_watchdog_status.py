@@ -88,3 +88,16 @@ def test_status_of_an_empty_instance(instance, capsys):
     assert cli_main(["status", "--instance", instance]) == 0
     assert "no segments" in capsys.readouterr().out
     assert cli_main(["status", "--instance", instance, "--watch", "0"]) == 2
+
+
+@pytest.mark.timeout(60)
+def test_watchdog_once_prints_verdicts(spawn, instance):
+    child = spawn([PYTHON, "-c", CHILD])
+    wait_running(instance, child.pid)
+    once = spawn([PYTHON, "-m", "mmshm.procs.watchdog", "--once"])
+    out, err = once.communicate(timeout=30)
+    assert once.returncode == 0, err.decode()
+    lines = [line for line in out.decode().splitlines() if line.startswith("[")]
+    verdicts = json.loads(lines[-1])
+    mine = next(v for v in verdicts if v["pid"] == child.pid)
+    assert mine["role"] == "quoter" and mine["verdict"] == "OK"
