@@ -145,3 +145,15 @@ ctypedef packed struct VerdictRow:
     uint64_t halt
     char reason[64]
     uint8_t _pad[56]
+
+# COMMAND_ROW: 128 bytes
+ctypedef packed struct CommandRow:
+    uint64_t version
+    uint64_t seq
+    uint32_t kind
+    uint32_t _r0
+    int64_t issued_ts
+    int64_t issued_mono
+    int64_t issuer_pid
+    char reason[64]
+    uint8_t _pad[16]

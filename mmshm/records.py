@@ -272,6 +272,31 @@ VERDICT_ROW = _padded([
 ], 192)
 
 
+# --------------------------------------------------------------------------- operator commands
+
+class CommandKind(IntEnum):
+    """Operator commands (``mmshm halt|resume|pause``) in the ``commands`` table (mmshm.supervisor.commands)."""
+    NONE = 0
+    HALT = 1       # manual halt: only RESUME lifts it
+    RESUME = 2     # a person restarts quoting (risk's manual-resume path), clears pause
+    PAUSE = 3      # stop quoting without halting
+    UNPAUSE = 4
+
+
+#: One row (row 0): the latest operator command. Written by short-lived CLI processes,
+#: one at a time under the row's claim word; read by risk (and the executor).
+COMMAND_ROW = _padded([
+    ("version", "<u8"),
+    ("seq", "<u8"),           # command number, 1, 2, ...: a reader acts on each new value once
+    ("kind", "<u4"),          # CommandKind
+    ("_r0", "<u4"),
+    ("issued_ts", "<i8"),     # realtime ns
+    ("issued_mono", "<i8"),   # monotonic ns
+    ("issuer_pid", "<i8"),
+    ("reason", "S64"),        # free text (halt reason), UTF-8, NUL-padded
+], 128)
+
+
 ALL_RECORDS: dict[str, np.dtype] = {
     "MARKET_EVENT": MARKET_EVENT,
     "BOOK_ROW": BOOK_ROW,
@@ -281,4 +306,5 @@ ALL_RECORDS: dict[str, np.dtype] = {
     "CONTROL_ROW": CONTROL_ROW,
     "PROCESS_ROW": PROCESS_ROW,
     "VERDICT_ROW": VERDICT_ROW,
+    "COMMAND_ROW": COMMAND_ROW,
 }
