@@ -185,3 +185,17 @@ def test_short_buffers_are_refused() -> None:
     rig = Rig()
     with pytest.raises(ValueError, match="shorter"):
         rig.nq.cycle(rig.book_b[:10], rig.cg_b, rig.ci_b, 0, T0, rig.out_b)
+
+
+def test_prices_are_rounded_once_bids_down_asks_up() -> None:
+    import math
+    from mmshm.strategy import FairValue
+    rig = Rig(QuoterParams(fair_value=FairValue.MID, half_spread_bp=1.37, inventory_skew_bp=0.0,
+                           level_spacing_bp=0.73, levels=3))
+    rig.set_book([100_000], [5], [100_011], [5])
+    assert rig.cycle() == 0
+    mid = 100_005.5
+    want_b = [math.floor(mid * (1 + (-1.37 - i * 0.73) * 1e-4)) for i in range(3)]
+    want_a = [math.ceil(mid * (1 + (1.37 + i * 0.73) * 1e-4)) for i in range(3)]
+    assert list(rig.row["bid_px"][:3]) == want_b and list(rig.row["ask_px"][:3]) == want_a
+    assert want_b[0] < mid * (1 - 1.37e-4) < want_b[0] + 1      # down, not to nearest
