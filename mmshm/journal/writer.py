@@ -28,12 +28,14 @@ _EVENT_COLUMNS = ("ring_id", "ring_seq", "kind", "kind_name", "client_id", "venu
 _INSERT_EVENT = (f"INSERT OR IGNORE INTO order_events ({', '.join(_EVENT_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
 
-# Fold one event into its order row. Events arrive in ring order (the executor's order),
-# so the latest non-zero value wins; first-seen values (md_seq, sent time) are kept.
+# Fold a batch's events of one order into its row. Events arrive in ring order (the
+# executor's order), so the latest non-zero value wins; first-seen values (md_seq, sent
+# time) are kept. The batch is pre-folded per order in Python by the same rules
+# (_fold), so each order costs one upsert per batch, not one per event.
 _UPSERT_ORDER = """
 INSERT INTO orders (client_id, instrument, side, price, qty, status, status_name, filled_qty, md_seq,
                     venue_order_id, reject_reason, n_events, last_kind, first_ts, last_ts, sent_mono, ack_mono)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (client_id) DO UPDATE SET
     instrument     = CASE WHEN orders.instrument = 0 THEN excluded.instrument ELSE orders.instrument END,
     side           = CASE WHEN orders.side = 0 THEN excluded.side ELSE orders.side END,
@@ -45,7 +47,7 @@ ON CONFLICT (client_id) DO UPDATE SET
     md_seq         = CASE WHEN orders.md_seq = 0 THEN excluded.md_seq ELSE orders.md_seq END,
     venue_order_id = CASE WHEN excluded.venue_order_id <> 0 THEN excluded.venue_order_id ELSE orders.venue_order_id END,
     reject_reason  = CASE WHEN excluded.reject_reason <> 0 THEN excluded.reject_reason ELSE orders.reject_reason END,
-    n_events       = orders.n_events + 1,
+    n_events       = orders.n_events + excluded.n_events,
     last_kind      = excluded.last_kind,
     first_ts       = MIN(orders.first_ts, excluded.first_ts),
     last_ts        = MAX(orders.last_ts, excluded.last_ts),
@@ -155,11 +157,9 @@ class JournalWriter:
             reason = np.where(kind_arr == OrderEventKind.REJECT, cols["reason"], 0).tolist()
             ts = np.where(cols["local_ts"] != 0, cols["local_ts"], time.time_ns()).tolist()
             L = lists
+            folded = _fold(idx, L, kind_names, reason, ts, sent, ack)
             self.conn.executemany(_UPSERT_ORDER, (
-                (L["client_id"][i], L["instrument"][i], L["side"][i], L["price"][i], L["qty"][i],
-                 L["status"][i], _STATUS_NAMES.get(L["status"][i], str(L["status"][i])), L["filled_qty"][i],
-                 L["md_seq"][i], L["venue_order_id"][i], reason[i], kind_names[i], ts[i], ts[i], sent[i], ack[i])
-                for i in idx))
+                (cid, *a[:5], _STATUS_NAMES.get(a[4], str(a[4])), *a[5:]) for cid, a in folded.items()))
             fill_idx = [i for i in idx if kinds[i] == OrderEventKind.FILL]
             if fill_idx:
                 before = self.conn.total_changes
@@ -220,6 +220,53 @@ class JournalWriter:
                 self.conn.execute("BEGIN")
                 self.conn.executemany(sql, params)
         return len(params)
+
+
+def _fold(idx: list[int], L: dict[str, list], kind_names: list[str], reason: list[int], ts: list[int],
+          sent: list[int], ack: list[int]) -> dict[int, list]:
+    """Per client id, the batch's events folded by the rules of ``_UPSERT_ORDER``.
+
+    Value layout: instrument, side, price, qty, status, filled_qty, md_seq, venue_order_id,
+    reject_reason, n_events, last_kind, first_ts, last_ts, sent_mono, ack_mono.
+    """
+    out: dict[int, list] = {}
+    cids, insts, sides, prices, qtys = L["client_id"], L["instrument"], L["side"], L["price"], L["qty"]
+    stats, filled, mds, vois = L["status"], L["filled_qty"], L["md_seq"], L["venue_order_id"]
+    for i in idx:
+        a = out.get(cids[i])
+        if a is None:
+            out[cids[i]] = [insts[i], sides[i], prices[i], qtys[i], stats[i], filled[i], mds[i], vois[i],
+                            reason[i], 1, kind_names[i], ts[i], ts[i], sent[i], ack[i]]
+            continue
+        if a[0] == 0:
+            a[0] = insts[i]
+        if a[1] == 0:
+            a[1] = sides[i]
+        if prices[i]:
+            a[2] = prices[i]
+        if qtys[i]:
+            a[3] = qtys[i]
+        if stats[i]:
+            a[4] = stats[i]
+        if filled[i] > a[5]:
+            a[5] = filled[i]
+        if a[6] == 0:
+            a[6] = mds[i]
+        if vois[i]:
+            a[7] = vois[i]
+        if reason[i]:
+            a[8] = reason[i]
+        a[9] += 1
+        a[10] = kind_names[i]
+        if ts[i] < a[11]:
+            a[11] = ts[i]
+        if ts[i] > a[12]:
+            a[12] = ts[i]
+        if a[13] == 0:
+            a[13] = sent[i]
+        if a[14] == 0:
+            a[14] = ack[i]
+    return out
 
 
 def _json_ints(values: list[int]) -> str:
