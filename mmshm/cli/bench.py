@@ -10,7 +10,7 @@ from typing import Sequence
 def run_ring(args: argparse.Namespace) -> int:
     from mmshm.shm.ringbench import run
 
-    report = run(quick=args.quick)
+    report = run(quick=args.quick, rt=args.rt)
     text = json.dumps(report, indent=2)
     if args.out:
         with open(args.out, "w") as f:
@@ -22,6 +22,8 @@ def run_ring(args: argparse.Namespace) -> int:
 def add_ring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="short run (~3 s) for smoke tests")
     p.add_argument("--out", help="also write the JSON report to this file")
+    p.add_argument("--rt", action="store_true",
+                   help="run the workers SCHED_FIFO (needs CAP_SYS_NICE): latency without scheduler noise")
     p.set_defaults(func=run_ring)
 
 
