@@ -368,9 +368,7 @@ class WorkingOrders:
             o.query_sent_mono = 0
         if new not in (S.PENDING_NEW, S.PENDING_CANCEL) and o.pending_amend is None:
             o.pending_since_mono = 0
-        rec = self._record(o, kind, ev)
-        if kind == K.REJECT:
-            rec["reason"] = ev.reason
+        rec = self._record(o, kind, ev, reason=ev.reason if kind in (K.REJECT, K.CANCEL_REJECT) else 0)
         self._reindex(o)
         return Outcome(records=[rec])
 
@@ -408,10 +406,7 @@ class WorkingOrders:
             if prev == S.PENDING_NEW:
                 o.pending_since_mono = 0 if o.pending_amend is None else o.pending_since_mono
         # PENDING_CANCEL stays pending: the cancel is still in flight
-        rec = self._record(o, K.FILL, ev)
-        rec["fill_px"], rec["fill_qty"], rec["fee"], rec["trade_id"] = ev.fill_px, ev.fill_qty, ev.fee, ev.trade_id
-        if ev.maker:
-            rec["flags"] = o.flags | FLAG_MAKER
+        rec = self._record(o, K.FILL, ev, fill=True)
         self._reindex(o)
         return Outcome(records=[rec])
 
@@ -495,25 +490,39 @@ class WorkingOrders:
         return out
 
     # ------------------------------------------------------------------ records
-    def _record(self, o: Order, kind: K, ev: VenueEvent | None = None) -> np.void:
-        rec = np.zeros(1, ORDER_EVENT)[0]
-        rec["kind"] = int(kind)
-        rec["side"] = int(o.side)
-        rec["instrument"] = o.instrument
-        rec["status"] = int(o.status)
-        rec["flags"] = o.flags
-        rec["client_id"] = o.cid_num
-        rec["venue_order_id"] = o.venue_order_id
-        rec["price"] = o.price
-        rec["qty"] = o.qty
-        rec["filled_qty"] = o.filled_qty
-        rec["md_seq"] = o.md_seq
-        rec["sent_mono"] = o.sent_mono
-        rec["local_ts"] = (ev.local_ts if ev is not None and ev.local_ts else self._realtime())
+    def _record(self, o: Order, kind: K, ev: VenueEvent | None = None, *, fill: bool = False,
+                reason: int = 0) -> np.void:
+        """One ORDER_EVENT for ``o`` (a single tuple store: ~4x faster than field by field)."""
+        v = list(_DEFAULTS)
+        v[_F["kind"]] = int(kind)
+        v[_F["side"]] = int(o.side)
+        v[_F["instrument"]] = o.instrument
+        v[_F["status"]] = int(o.status)
+        v[_F["flags"]] = o.flags | (FLAG_MAKER if fill and ev is not None and ev.maker else 0)
+        v[_F["reason"]] = reason
+        v[_F["client_id"]] = o.cid_num
+        v[_F["venue_order_id"]] = o.venue_order_id
+        v[_F["price"]] = o.price
+        v[_F["qty"]] = o.qty
+        v[_F["filled_qty"]] = o.filled_qty
+        v[_F["md_seq"]] = o.md_seq
+        v[_F["sent_mono"]] = o.sent_mono
         if ev is not None:
-            rec["venue_ts"] = ev.venue_ts
-        rec["event_mono"] = self._mono()
-        return rec
+            v[_F["venue_ts"]] = ev.venue_ts
+            if fill:
+                v[_F["fill_px"]] = ev.fill_px
+                v[_F["fill_qty"]] = ev.fill_qty
+                v[_F["fee"]] = ev.fee
+                v[_F["trade_id"]] = ev.trade_id
+        v[_F["local_ts"]] = ev.local_ts if ev is not None and ev.local_ts else self._realtime()
+        v[_F["event_mono"]] = self._mono()
+        arr = np.empty(1, ORDER_EVENT)
+        arr[0] = tuple(v)
+        return arr[0]
+
+
+_F = {name: i for i, name in enumerate(ORDER_EVENT.names)}
+_DEFAULTS = np.zeros(1, ORDER_EVENT)[0].item()
 
 
 def position_from_fills(records: Iterable[np.void]) -> dict[int, int]:

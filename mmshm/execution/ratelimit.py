@@ -97,8 +97,25 @@ class RateLimited(Exception):
         self.retry_after_ns = retry_after_ns
 
 
+# int64 word offsets inside RATE_STATE (the hot path reads/writes words, not numpy fields)
+_W_VERSION = 0
+_W_INTERVAL = RATE_STATE.fields["interval_ns"][1] // 8
+_W_LIMIT = RATE_STATE.fields["limit"][1] // 8
+_W_USED = RATE_STATE.fields["used"][1] // 8
+_W_WINDOW = RATE_STATE.fields["window"][1] // 8
+_W_BLOCKED = RATE_STATE.fields["blocked_until_ns"][1] // 8
+_W_REFUSED = RATE_STATE.fields["refused"][1] // 8
+_W_429 = RATE_STATE.fields["n_429"][1] // 8
+_W_418 = RATE_STATE.fields["n_418"][1] // 8
+_W_MARGIN = RATE_STATE.fields["margin_ppm"][1] // 8
+
+
 class RateBudget:
-    """Token buckets over a :data:`RATE_STATE` record (own or in shared memory)."""
+    """Token buckets over a :data:`RATE_STATE` record (own or in shared memory).
+
+    The record is accessed as int64 words through a memoryview (about 20x cheaper than
+    numpy field access, which matters: every order request goes through here).
+    """
 
     def __init__(self, state: np.ndarray | None = None, *, margin: float = 0.1,
                  clock: Callable[[], int] = time.time_ns,
@@ -108,13 +125,16 @@ class RateBudget:
         if state.dtype != RATE_STATE or state.size != 1:
             raise TypeError("state must be a single RATE_STATE record")
         self.s = state.reshape(())
+        self.w = memoryview(state.reshape(1).view(np.uint8)).cast("q")
         self._clock = clock
         if not hasattr(self, "_lock"):
             self._lock = contextlib.nullcontext
         if not 0 <= margin < 1:
             raise ValueError("margin must be in [0, 1)")
-        self.s["margin_ppm"] = int(margin * 1_000_000)
-        if rate_limits is not None or int(self.s["interval_ns"].max()) == 0:
+        with self._lock():
+            self.w[_W_MARGIN] = int(margin * 1_000_000)
+            configured = any(self.w[_W_INTERVAL + b] for b in range(N_BUCKETS))
+        if rate_limits is not None or not configured:
             self.configure(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
 
     def configure(self, rate_limits: Iterable[Mapping]) -> None:
@@ -135,65 +155,64 @@ class RateBudget:
                     b = B_ORDERS_1D
                 else:
                     continue
-                self.s["interval_ns"][b] = ival
-                self.s["limit"][b] = int(rl["limit"])
+                self.w[_W_INTERVAL + b] = ival
+                self.w[_W_LIMIT + b] = int(rl["limit"])
             self._bump()
 
     def _bump(self) -> None:
-        self.s["version"] += 2
+        self.w[_W_VERSION] += 2
 
     def _roll(self, now: int) -> None:
-        s = self.s
+        w = self.w
         for b in range(N_BUCKETS):
-            ival = int(s["interval_ns"][b])
+            ival = w[_W_INTERVAL + b]
             if ival:
-                w = now // ival
-                if w != int(s["window"][b]):
-                    s["window"][b] = w
-                    s["used"][b] = 0
+                win = now // ival
+                if win != w[_W_WINDOW + b]:
+                    w[_W_WINDOW + b] = win
+                    w[_W_USED + b] = 0
+
+    def _cap(self, b: int) -> int:
+        lim = self.w[_W_LIMIT + b]
+        return lim - lim * self.w[_W_MARGIN] // 1_000_000
 
     def headroom(self, b: int) -> int:
         """Units left in bucket ``b`` before the safety margin (after rolling windows)."""
         with self._lock():
             self._roll(self._clock())
-            lim = int(self.s["limit"][b])
-            cap = lim - lim * int(self.s["margin_ppm"]) // 1_000_000
-            return cap - int(self.s["used"][b])
+            return self._cap(b) - self.w[_W_USED + b]
+
+    def _wait(self, cost: Cost, now: int) -> int:
+        w = self.w
+        if now < w[_W_BLOCKED]:
+            return w[_W_BLOCKED] - now
+        self._roll(now)
+        for b in range(N_BUCKETS):
+            ival = w[_W_INTERVAL + b]
+            if not ival:
+                continue
+            need = cost.weight if b == B_WEIGHT_1M else cost.orders
+            if need > 0 and w[_W_USED + b] + need > self._cap(b):
+                return (w[_W_WINDOW + b] + 1) * ival - now
+        return 0
 
     def check(self, cost: Cost) -> int:
         """0 if ``cost`` fits now, else ns to wait (until unblocked or the window rolls)."""
         with self._lock():
-            now = self._clock()
-            s = self.s
-            if now < int(s["blocked_until_ns"]):
-                return int(s["blocked_until_ns"]) - now
-            self._roll(now)
-            margin = int(s["margin_ppm"])
-            for b in range(N_BUCKETS):
-                ival = int(s["interval_ns"][b])
-                if not ival:
-                    continue
-                need = cost.weight if b == B_WEIGHT_1M else cost.orders
-                if need <= 0:
-                    continue
-                lim = int(s["limit"][b])
-                cap = lim - lim * margin // 1_000_000
-                if int(s["used"][b]) + need > cap:
-                    return (int(s["window"][b]) + 1) * ival - now
-            return 0
+            return self._wait(cost, self._clock())
 
     def acquire(self, cost: Cost) -> None:
         """Debit ``cost`` or raise :class:`RateLimited` (then nothing may be sent)."""
         with self._lock():
-            wait = self.check(cost)
+            w = self.w
+            wait = self._wait(cost, self._clock())
             if wait:
-                self.s["refused"] += 1
+                w[_W_REFUSED] += 1
                 self._bump()
                 raise RateLimited(f"rate budget refuses weight={cost.weight} orders={cost.orders}", wait)
-            s = self.s
             for b in range(N_BUCKETS):
-                if int(s["interval_ns"][b]):
-                    s["used"][b] += cost.weight if b == B_WEIGHT_1M else cost.orders
+                if w[_W_INTERVAL + b]:
+                    w[_W_USED + b] += cost.weight if b == B_WEIGHT_1M else cost.orders
             self._bump()
 
     def try_acquire(self, cost: Cost) -> bool:
@@ -204,10 +223,12 @@ class RateBudget:
             return False
 
     def update_from_headers(self, headers: Mapping[str, str]) -> None:
-        """Correct the buckets from the venue's counts (they include other users of the key)."""
+        """Correct the buckets from the venue's counts (they include other users of the key).
+
+        Only upwards: a lower venue count means requests of ours still in flight.
+        """
         with self._lock():
-            now = self._clock()
-            self._roll(now)
+            self._roll(self._clock())
             for name, value in headers.items():
                 b = HEADER_BUCKETS.get(name.lower())
                 if b is None:
@@ -216,8 +237,8 @@ class RateBudget:
                     used = int(value)
                 except (TypeError, ValueError):
                     continue
-                if used > int(self.s["used"][b]):
-                    self.s["used"][b] = used
+                if used > self.w[_W_USED + b]:
+                    self.w[_W_USED + b] = used
             self._bump()
 
     def update_from_ws(self, rate_limits: Iterable[Mapping]) -> None:
@@ -236,13 +257,13 @@ class RateBudget:
         """Stop everything until Retry-After (default: the end of the current minute)."""
         with self._lock():
             self._block(retry_after_s)
-            self.s["n_429"] += 1
+            self.w[_W_429] += 1
             self._bump()
 
     def on_418(self, retry_after_s: float | None) -> None:
         with self._lock():
             self._block(retry_after_s)
-            self.s["n_418"] += 1
+            self.w[_W_418] += 1
             self._bump()
 
     def _block(self, retry_after_s: float | None) -> None:
@@ -251,23 +272,25 @@ class RateBudget:
             until = (now // 60_000_000_000 + 1) * 60_000_000_000
         else:
             until = now + int(retry_after_s * 1e9)
-        if until > int(self.s["blocked_until_ns"]):
-            self.s["blocked_until_ns"] = until
+        if until > self.w[_W_BLOCKED]:
+            self.w[_W_BLOCKED] = until
 
     def blocked_for_ns(self) -> int:
-        return max(0, int(self.s["blocked_until_ns"]) - self._clock())
+        return max(0, self.w[_W_BLOCKED] - self._clock())
 
     def snapshot(self) -> dict[str, object]:
         """Counters for status/metrics."""
         with self._lock():
             self._roll(self._clock())
-            s = self.s
-            return {
-                **{f"{BUCKET_NAMES[b]}_used": int(s["used"][b]) for b in range(N_BUCKETS) if s["interval_ns"][b]},
-                **{f"{BUCKET_NAMES[b]}_limit": int(s["limit"][b]) for b in range(N_BUCKETS) if s["interval_ns"][b]},
-                "refused": int(s["refused"]), "n_429": int(s["n_429"]), "n_418": int(s["n_418"]),
-                "blocked_for_ns": self.blocked_for_ns(),
-            }
+            w = self.w
+            out: dict[str, object] = {}
+            for b in range(N_BUCKETS):
+                if w[_W_INTERVAL + b]:
+                    out[f"{BUCKET_NAMES[b]}_used"] = w[_W_USED + b]
+                    out[f"{BUCKET_NAMES[b]}_limit"] = w[_W_LIMIT + b]
+            out.update(refused=w[_W_REFUSED], n_429=w[_W_429], n_418=w[_W_418],
+                       blocked_for_ns=self.blocked_for_ns())
+            return out
 
 
 class _FlockGuard:
@@ -317,6 +340,7 @@ class SharedRateBudget(RateBudget):
             super().__init__(state, margin=margin, clock=clock, rate_limits=rate_limits)
 
     def close(self) -> None:
+        self.w.release()
         self.s = None  # type: ignore[assignment]
         if self._fd >= 0:
             os.close(self._fd)

@@ -190,7 +190,10 @@ class ExecutionSession:
         else:
             for i in range(0, len(acts.places), 5):
                 jobs.append(self._place_batch(acts.places[i:i + 5], seen_mono, reduce_only))
-        await asyncio.gather(*jobs)
+        if len(jobs) == 1:
+            await jobs[0]            # the common case: no task creation on the hot path
+        else:
+            await asyncio.gather(*jobs)
         return acts
 
     def _latency(self, seen_mono: int, sent_mono: int) -> None:
