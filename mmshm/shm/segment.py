@@ -301,8 +301,12 @@ class Segment:
 
 
 def _map(posix_name: str, size: int, fd: int, writable: bool = True) -> Segment:
+    """Map the segment. Writers and readers (writable) prefault every page (MAP_POPULATE)
+    so the hot path never takes a page fault on the first pass through the ring; read-only
+    inspection maps lazily."""
     prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-    mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot)
+    flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if writable else 0)
+    mm = mmap.mmap(fd, size, flags=flags, prot=prot)
     return Segment(posix_name, mm, size, writable)
 
 
