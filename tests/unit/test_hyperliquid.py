@@ -121,7 +121,7 @@ def test_book_keeps_a_bounded_number_of_levels() -> None:
     asks = [(f"{101 + i}.0", "1.0") for i in range(5)]
     md.handle(book_msg(bids, asks), 1)
     assert md.book.n_bids == 3 and md.book.truncated == 4
-    assert list(md.book.bid_px) == [100, 99, 98]
+    assert list(md.book.side(1)[0]) == [100, 99, 98]
 
 
 def test_rejects_a_non_hyperliquid_spec() -> None:

@@ -19,6 +19,7 @@ from collections import Counter, deque
 
 import numpy as np
 
+from mmshm._native.book import ASK, BID, L2Book
 from mmshm.instruments import InstrumentSpec
 from mmshm.records import BOOK_DEPTH, BOOK_ROW, MARKET_EVENT, MdKind, MdStatus, Side
 from mmshm.venues import venue_id
@@ -30,36 +31,44 @@ MS = 1_000_000
 
 
 class SnapshotBook:
-    """The latest full snapshot, as fixed arrays (best first) of at most ``levels`` a side."""
+    """The latest full snapshot in the project's exact L2 book (``mmshm._native.book.L2Book``),
+    bounded to ``levels`` a side (levels beyond are dropped and counted by the book)."""
 
     def __init__(self, levels: int = BOOK_DEPTH) -> None:
         self.levels = levels
-        self.bid_px = np.zeros(levels, np.int64)
-        self.bid_qty = np.zeros(levels, np.int64)
-        self.ask_px = np.zeros(levels, np.int64)
-        self.ask_qty = np.zeros(levels, np.int64)
-        self.n_bids = 0
-        self.n_asks = 0
-        self.truncated = 0   # levels beyond ``levels`` dropped (counted)
+        self.l2 = L2Book(levels)
 
     def apply(self, snap: L2Snapshot) -> None:
-        for src, px, qty, attr in ((snap.bids, self.bid_px, self.bid_qty, "n_bids"),
-                                   (snap.asks, self.ask_px, self.ask_qty, "n_asks")):
-            n = min(len(src), self.levels)
-            self.truncated += len(src) - n
-            px[:] = 0
-            qty[:] = 0
-            for i in range(n):
-                px[i], qty[i] = src[i]
-            setattr(self, attr, n)
+        nb, na = len(snap.bids), len(snap.asks)
+        bp = np.fromiter((p for p, _ in snap.bids), np.int64, nb)
+        bq = np.fromiter((q for _, q in snap.bids), np.int64, nb)
+        ap = np.fromiter((p for p, _ in snap.asks), np.int64, na)
+        aq = np.fromiter((q for _, q in snap.asks), np.int64, na)
+        self.l2.load_snapshot(bp, bq, ap, aq)
+
+    @property
+    def n_bids(self) -> int:
+        return self.l2.n_bids
+
+    @property
+    def n_asks(self) -> int:
+        return self.l2.n_asks
+
+    @property
+    def truncated(self) -> int:
+        """Levels beyond ``levels`` dropped so far (both sides)."""
+        return self.l2.levels_dropped
+
+    def side(self, side: int, n: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """(prices, quantities) of ``BID``/``ASK``, best first."""
+        return self.l2.side_levels(side, n)
 
     def top(self) -> tuple[int, int, int, int]:
         """(bid px, bid qty, ask px, ask qty); zeros for an empty side."""
-        return (int(self.bid_px[0]) if self.n_bids else 0, int(self.bid_qty[0]) if self.n_bids else 0,
-                int(self.ask_px[0]) if self.n_asks else 0, int(self.ask_qty[0]) if self.n_asks else 0)
+        return tuple(int(x) for x in self.l2.best())  # type: ignore[return-value]
 
     def crossed_or_locked(self) -> bool:
-        return bool(self.n_bids and self.n_asks and self.bid_px[0] >= self.ask_px[0])
+        return self.l2.state() != 0
 
 
 class HyperliquidMarketData:
@@ -132,15 +141,15 @@ class HyperliquidMarketData:
         """The current book as a 1-element ``BOOK_ROW`` (for the book seqlock table)."""
         row = np.zeros(1, BOOK_ROW)
         r = row[0]
-        b = self.book
-        n = min(b.levels, BOOK_DEPTH)
+        bp, bq = self.book.side(BID, BOOK_DEPTH)
+        ap, aq = self.book.side(ASK, BOOK_DEPTH)
         r["instrument"] = self.instrument
         r["status"] = int(self.status)
-        r["n_bids"], r["n_asks"] = min(b.n_bids, n), min(b.n_asks, n)
+        r["n_bids"], r["n_asks"] = len(bp), len(ap)
         r["md_seq"] = self.md_seq
         r["venue_ts"] = self.last_venue_ts
-        r["bid_px"][:n], r["bid_qty"][:n] = b.bid_px[:n], b.bid_qty[:n]
-        r["ask_px"][:n], r["ask_qty"][:n] = b.ask_px[:n], b.ask_qty[:n]
+        r["bid_px"][: len(bp)], r["bid_qty"][: len(bq)] = bp, bq
+        r["ask_px"][: len(ap)], r["ask_qty"][: len(aq)] = ap, aq
         return row
 
     # ------------------------------------------------------------------ internals
