@@ -23,7 +23,7 @@ from mmshm.agent.counters import ROLE_COUNTERS
 from mmshm.monitor.latency import BUCKET_BOUNDS_S, LATENCY_ROW, LATENCY_SEGMENT, read_histograms
 from mmshm.monitor.model import InstanceSnapshot
 from mmshm.monitor.snapshot import SnapshotReader
-from mmshm.records import CONTROL_ROW, Mode
+from mmshm.records import CONTROL_ROW
 from mmshm.shm import SeqlockTable
 from mmshm.shm import segment as segmod
 
@@ -259,10 +259,3 @@ class SharedMemoryCollector(Collector):
         for h in hists:
             mx.add_metric([h["stage"]], h["max_s"])
         yield mx
-
-
-def mode_name(value: int) -> str:
-    try:
-        return Mode(value).name
-    except ValueError:
-        return str(value)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmshm.journal.schema import u64_to_sql
 from mmshm.records import INSTRUMENT_ROW, ORDER_EVENT, OrderEventKind, OrderStatus
 
 _KIND_NAMES = {int(k): k.name for k in OrderEventKind}
@@ -273,4 +272,4 @@ def _json_ints(values: list[int]) -> str:
     return "[" + ",".join(str(v) for v in values) + "]"
 
 
-__all__ = ["BatchStats", "JournalWriter", "u64_to_sql"]
+__all__ = ["BatchStats", "JournalWriter"]
