@@ -274,6 +274,7 @@ class RecorderAgent:
                 self.reader = None
                 self._next_attach = now
             else:
+                self.reader.heartbeat()  # reader-slot liveness for `mmshm status` / the watchdog
                 self._refresh_instruments(now)
         c = self._counters
         if c is None:
