@@ -14,6 +14,7 @@ import orjson
 
 from mmshm.journal.queries import last_orders, order_report, totals
 from mmshm.journal.schema import JournalError, open_journal
+from mmshm.records import OrderStatus
 
 _SIDES = {1: "BUY", 2: "SELL"}
 
@@ -88,6 +89,13 @@ def run(args: argparse.Namespace) -> int:
         conn.close()
 
 
+def _status(value: int) -> str:
+    try:
+        return OrderStatus(value).name
+    except ValueError:
+        return str(value)
+
+
 def _ts(ns: int | None) -> str:
     if not ns:
         return "-"
@@ -126,9 +134,9 @@ def _print_report(report: dict) -> None:
     ev = Table(title="events")
     for col in ("seq", "time (UTC)", "kind", "status", "price", "qty", "filled", "fill px", "fill qty", "fee",
                 "trade id", "+µs"):
-        ev.add_column(col, justify="right" if col not in ("kind", "time (UTC)") else "left")
+        ev.add_column(col, justify="right" if col not in ("kind", "status", "time (UTC)") else "left")
     for e in report["events"]:
-        ev.add_row(str(e["ring_seq"]), _ts(e["local_ts"]), e["kind"], str(e["status"]), str(e["price"]),
+        ev.add_row(str(e["ring_seq"]), _ts(e["local_ts"]), e["kind"], _status(e["status"]), str(e["price"]),
                    str(e["qty"]), str(e["filled_qty"]), str(e["fill_px"] or ""), str(e["fill_qty"] or ""),
                    str(e["fee"] or ""), str(e["trade_id"] or ""),
                    "" if e["since_sent_us"] is None else f"{e['since_sent_us']:.1f}")

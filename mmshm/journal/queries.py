@@ -108,8 +108,8 @@ def totals(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def _dec(x: float) -> str:
-    """A float from tick/lot arithmetic printed without binary noise (up to 12 places)."""
-    s = f"{x:.12f}".rstrip("0").rstrip(".")
+    """A float from tick/lot arithmetic printed without binary noise (up to 10 places)."""
+    s = f"{x:.10f}".rstrip("0").rstrip(".")
     return s if s not in ("", "-0") else "0"
 
 

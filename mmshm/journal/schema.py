@@ -135,8 +135,8 @@ SELECT o.client_id, i.symbol,
        o.price * i.tick_size AS price, o.qty * i.lot_size AS qty, o.status_name AS status,
        o.filled_qty * i.lot_size AS filled_qty, o.avg_fill_px * i.tick_size AS avg_fill_px,
        o.fees / 1e8 AS fees, o.n_fills, o.md_seq, o.venue_order_id,
-       datetime(o.first_ts / 1e9, 'unixepoch', 'subsec') AS first_seen,
-       datetime(o.last_ts / 1e9, 'unixepoch', 'subsec') AS last_seen,
+       strftime('%Y-%m-%d %H:%M:%f', o.first_ts / 1e9, 'unixepoch') AS first_seen,
+       strftime('%Y-%m-%d %H:%M:%f', o.last_ts / 1e9, 'unixepoch') AS last_seen,
        CASE WHEN o.ack_mono > 0 AND o.sent_mono > 0 THEN (o.ack_mono - o.sent_mono) / 1e3 END AS ack_us
 FROM orders o LEFT JOIN instruments i ON i.instrument = o.instrument;
 
@@ -144,7 +144,7 @@ CREATE VIEW IF NOT EXISTS fills_dec AS
 SELECT f.client_id, f.trade_id, i.symbol,
        CASE f.side WHEN 1 THEN 'BUY' WHEN 2 THEN 'SELL' ELSE '?' END AS side,
        f.px * i.tick_size AS px, f.qty * i.lot_size AS qty, f.fee / 1e8 AS fee, f.maker,
-       datetime(f.local_ts / 1e9, 'unixepoch', 'subsec') AS seen
+       strftime('%Y-%m-%d %H:%M:%f', f.local_ts / 1e9, 'unixepoch') AS seen
 FROM fills f LEFT JOIN instruments i ON i.instrument = f.instrument;
 
 CREATE VIEW IF NOT EXISTS order_events_dec AS
@@ -153,7 +153,7 @@ SELECT e.ring_seq, e.client_id, e.kind_name, i.symbol,
        e.status, e.reason, e.price * i.tick_size AS price, e.qty * i.lot_size AS qty,
        e.filled_qty * i.lot_size AS filled_qty, e.fill_px * i.tick_size AS fill_px,
        e.fill_qty * i.lot_size AS fill_qty, e.fee / 1e8 AS fee, e.trade_id,
-       datetime(e.local_ts / 1e9, 'unixepoch', 'subsec') AS seen
+       strftime('%Y-%m-%d %H:%M:%f', e.local_ts / 1e9, 'unixepoch') AS seen
 FROM order_events e LEFT JOIN instruments i ON i.instrument = e.instrument;
 """
 
