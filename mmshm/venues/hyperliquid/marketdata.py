@@ -207,4 +207,19 @@ class HyperliquidMarketData:
             ev["trade_px"], ev["trade_qty"], ev["trade_id"] = tr.px, tr.qty, tr.tid
 
 
-__all__ = ["HyperliquidMarketData", "SnapshotBook"]
+
+
+
+def connection_config(url: str | None = None, **overrides):
+    """A :class:`~mmshm.venues.connection.ConnectionConfig` for Hyperliquid's WebSocket:
+    application-level ``{"method":"ping"}`` every 50 s (the server drops connections idle
+    for 60 s); subscriptions go in ``on_connect`` with :func:`subscription_messages`."""
+    from mmshm.venues.connection import ConnectionConfig
+    from mmshm.venues.hyperliquid.constants import PING_INTERVAL_S, PING_MESSAGE, WS_URL
+
+    kw = dict(url=url or WS_URL, name="hyperliquid", app_ping_interval_s=PING_INTERVAL_S,
+              app_ping_message=PING_MESSAGE, silence_timeout_s=10.0)
+    kw.update(overrides)
+    return ConnectionConfig(**kw)
+
+__all__ = ["HyperliquidMarketData", "SnapshotBook", "connection_config"]
