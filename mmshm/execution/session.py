@@ -151,8 +151,14 @@ class ExecutionSession:
         return self.counters["publish_refused"] == 0
 
     # ------------------------------------------------------------------ targets
-    def plan(self, row: np.void, mode: Mode = Mode.NORMAL) -> Actions:
-        """The actions for one TARGET_ROW under the risk ``mode`` (nothing is sent)."""
+    def plan(self, row: np.void, mode: Mode = Mode.NORMAL, control: np.void | None = None) -> Actions:
+        """The actions for one TARGET_ROW under the risk ``mode`` (nothing is sent).
+
+        ``control`` is the instrument's CONTROL_ROW: its ``max_order_qty`` and
+        ``max_position`` (scaled by ``limit_scale_bp``) cap every order and the worst-case
+        position if every working order filled. A zero limit allows no new exposure.
+        Without ``control`` no limits are applied (library use; the process always passes it).
+        """
         inst = int(row["instrument"])
         # an order with an amend in flight is planned at the price/qty it is moving to, so a
         # new order is never placed beside it for the same level
@@ -171,12 +177,54 @@ class ExecutionSession:
             acts.amends = [a for a in acts.amends if a.side != grow]
             acts.cancels += [Cancel(o.client_id, inst, o.side) for o in working
                              if o.side == grow and all(c.client_id != o.client_id for c in acts.cancels)]
+        if control is not None:
+            scale = int(control["limit_scale_bp"]) or 10_000
+            self._apply_limits(acts, inst, working, int(control["max_order_qty"]) * scale // 10_000,
+                               int(control["max_position"]) * scale // 10_000)
         return acts
 
-    async def on_targets(self, row: np.void, mode: Mode = Mode.NORMAL, seen_mono: int = 0) -> Actions:
-        """Bring the instrument's orders to ``row``; returns the actions taken."""
+    def _apply_limits(self, acts: Actions, inst: int, working: list, max_order_qty: int,
+                      max_position: int) -> None:
+        """Clip sizes to ``max_order_qty``; drop places, then cancel orders, worst price
+        first, until the position if everything on a side filled stays within ``max_position``."""
+        by_id = {o.client_id: o for o in working}
+        amends = []
+        for a in acts.amends:
+            o = by_id[a.client_id]
+            rem = min(a.qty - o.filled_qty, max_order_qty)
+            if rem > 0:
+                amends.append(dataclasses.replace(a, qty=o.filled_qty + rem))
+            else:
+                acts.cancels.append(Cancel(a.client_id, inst, a.side))
+        acts.amends = amends
+        acts.places = [dataclasses.replace(p, qty=min(p.qty, max_order_qty)) for p in acts.places
+                       if min(p.qty, max_order_qty) > 0]
+        pos = self.working.position.get(inst, 0)
+        for side, exposure0 in ((Side.BUY, pos), (Side.SELL, -pos)):
+            worse = (lambda px: px) if side == Side.SELL else (lambda px: -px)   # larger = worse price
+            cancelled = {c.client_id for c in acts.cancels}
+            new_qty = {a.client_id: a.qty for a in acts.amends}
+            resting = [o for o in working if o.side == side and o.client_id not in cancelled]
+            exposure = exposure0 + sum(new_qty.get(o.client_id, o.qty) - o.filled_qty for o in resting)
+            places = sorted((p for p in acts.places if p.side == side), key=lambda p: worse(p.price))
+            exposure += sum(p.qty for p in places)
+            while exposure > max_position and places:
+                drop = places.pop()                      # the worst-priced new order first
+                acts.places.remove(drop)
+                exposure -= drop.qty
+            for o in sorted(resting, key=lambda o: worse(o.price), reverse=True):
+                if exposure <= max_position:
+                    break
+                acts.cancels.append(Cancel(o.client_id, inst, side))
+                acts.amends = [a for a in acts.amends if a.client_id != o.client_id]
+                exposure -= new_qty.get(o.client_id, o.qty) - o.filled_qty
+
+    async def on_targets(self, row: np.void, mode: Mode = Mode.NORMAL, seen_mono: int = 0,
+                         control: np.void | None = None) -> Actions:
+        """Bring the instrument's orders to ``row`` within ``mode`` and the ``control`` row's
+        limits (see :meth:`plan`); returns the actions taken."""
         seen_mono = seen_mono or time.monotonic_ns()
-        acts = self.plan(row, mode)
+        acts = self.plan(row, mode, control)
         if not acts:
             return acts
         if self.trading is None:

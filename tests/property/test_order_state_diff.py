@@ -59,3 +59,27 @@ def test_actions_reach_targets(bids, asks, wk, px_tol, qty_tol, pull, use_amend)
         plain = diff(r, working, px_tol, qty_tol, amend=False)
         assert acts.n_orders <= plain.n_orders
         assert len(acts.places) + len(acts.cancels) + 2 * len(acts.amends) == plain.n_orders
+
+
+@settings(max_examples=200, deadline=None)
+@given(levels, levels, works, st.integers(-30, 30), st.integers(0, 10), st.integers(0, 40))
+def test_limits_bound_worst_case_position(bids, asks, wk, pos, max_oq, max_pos):
+    from mmshm.execution.client_ids import ClientIdGenerator
+    from mmshm.execution.session import ExecutionSession
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.records import CONTROL_ROW, Mode
+    from mmshm.venues.binance_usdm.trading import InstrumentIndex
+
+    idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
+    s = ExecutionSession(None, idx, ClientIdGenerator(epoch=5), lambda r: True, mode="observe")
+    for i, (sd, px, q, f, stt) in enumerate(wk):
+        s.working.new_sent(client_id=f"o{i}", cid_num=i + 1, instrument=0, side=sd, price=px, qty=q + 5)
+    s.working.position[0] = pos
+    ctl = np.zeros(1, CONTROL_ROW)[0]
+    ctl["max_order_qty"], ctl["max_position"], ctl["limit_scale_bp"] = max_oq, max_pos, 10_000
+    acts = s.plan(mkrow(bids, asks, False), Mode.NORMAL, ctl)
+    book = apply(s.working.live_orders(0), acts)
+    assert all(p.qty <= max_oq for p in acts.places)
+    for side, sign in ((Side.BUY, 1), (Side.SELL, -1)):
+        exposure = sign * pos + sum(q for sd, _, q in book.values() if sd == side)
+        assert exposure <= max(max_pos, sign * pos), (side, exposure)

@@ -106,3 +106,34 @@ def test_observe_session_plans_but_never_sends_and_respects_risk_modes():
     assert {c.client_id for c in halt.cancels} == {"a", "b"} and not halt.places
     ro = s.plan(row([(100, 5)], [(101, 5)]), Mode.REDUCE_ONLY)
     assert all(p.side == Side.SELL for p in ro.places) and "b" in {c.client_id for c in ro.cancels}
+
+
+def test_control_limits_cap_order_size_and_worst_case_position():
+    from mmshm.execution.client_ids import ClientIdGenerator
+    from mmshm.execution.session import ExecutionSession
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.records import CONTROL_ROW, Mode
+    from mmshm.venues.binance_usdm.trading import InstrumentIndex
+
+    idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
+    s = ExecutionSession(None, idx, ClientIdGenerator(), lambda r: True, mode="observe")
+    ctl = np.zeros(1, CONTROL_ROW)[0]
+    ctl["max_order_qty"], ctl["max_position"], ctl["limit_scale_bp"] = 4, 10, 10_000
+    acts = s.plan(row([(100, 6), (99, 6), (98, 6)], [(101, 6)]), Mode.NORMAL, ctl)
+    assert all(p.qty <= 4 for p in acts.places)
+    buys = sorted((p.price for p in acts.places if p.side == Side.BUY), reverse=True)
+    assert buys == [100, 99]                      # 4 + 4 <= 10; the worst bid is dropped
+    # long 8 already: only 2 more lots of bids may rest; asks are unaffected (short side)
+    s.working.position[0] = 8
+    s.working.new_sent(client_id="b", cid_num=1, instrument=0, side=Side.BUY, price=97, qty=3)
+    acts = s.plan(row([(100, 6)], [(101, 6)]), Mode.NORMAL, ctl)
+    worst_long = 8 + sum(p.qty for p in acts.places if p.side == Side.BUY) + sum(
+        o.remaining for o in s.working.live_orders(0, Side.BUY) if o.client_id not in {c.client_id for c in acts.cancels})
+    assert worst_long <= 10
+    ctl["limit_scale_bp"] = 5_000                 # risk halves the limits
+    acts = s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl)
+    assert [p.qty for p in acts.places] == [2]
+    ctl["max_position"] = 0                       # no limits set: no new exposure at all ...
+    assert [p.qty for p in s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl).places] == [2]  # ... but reducing is fine
+    s.working.position[0] = 0
+    assert not s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl).places
