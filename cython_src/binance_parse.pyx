@@ -222,7 +222,6 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
     significant fraction digits (trailing zeros dropped, so long zero padding cannot
     overflow). Returns the position after the token (NULL if structurally malformed);
     `status` says whether the value is a usable non-negative plain decimal."""
-    cdef bint quoted = p[0] == 34
     cdef const uint8_t *q
     cdef const uint8_t *stop
     cdef int64_t d = 0
@@ -230,12 +229,40 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
     cdef bint in_frac = False
     cdef uint8_t c
     status[0] = NS_OK
-    if quoted:
-        stop = skip_string(p, end)
-        if stop == NULL:
-            return NULL
+    if p[0] == 34:
+        # one pass over the string: digits, one '.', the closing quote; anything else
+        # (sign, exponent, escape, NaN...) ends in skip_string for the structure.
         q = p + 1
-        end = stop - 1
+        while True:
+            if q >= end:
+                return NULL
+            c = q[0]
+            if 48 <= c <= 57:
+                nd += 1
+                if in_frac and c == 48:
+                    zeros += 1
+                else:
+                    if in_frac:
+                        for j in range(zeros):
+                            if d > INT64_MAX // 10:
+                                status[0] = NS_OVF
+                                return skip_string(p, end)
+                            d *= 10
+                        f += zeros + 1
+                        zeros = 0
+                    if d > (INT64_MAX - (c - 48)) // 10:
+                        status[0] = NS_OVF
+                        return skip_string(p, end)
+                    d = d * 10 + (c - 48)
+            elif c == 34:
+                stop = q + 1
+                break
+            elif c == 46 and not in_frac:
+                in_frac = True
+            else:
+                status[0] = NS_NEG if (c == 45 and q == p + 1) else NS_BAD
+                return skip_string(p, end)
+            q += 1
     else:
         stop = skip_value(p, end, MAX_DEPTH - 2)   # a number, or some other well-formed value
         if stop == NULL:
@@ -243,37 +270,35 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
         if not (p[0] == 45 or is_digit(p[0])):
             status[0] = NS_BAD
             return stop
-        q = p
-        end = stop
-    if q < end and q[0] == 45:
-        status[0] = NS_NEG
-        return stop
-    while q < end:
-        c = q[0]
-        if is_digit(c):
-            nd += 1
-            if in_frac and c == 48:
-                zeros += 1
-            else:
-                if in_frac:
-                    for j in range(zeros):
-                        if d > INT64_MAX // 10:
-                            status[0] = NS_OVF
-                            return stop
-                        d *= 10
-                    f += zeros
-                    zeros = 0
-                    f += 1
-                if d > (INT64_MAX - (c - 48)) // 10:
-                    status[0] = NS_OVF
-                    return stop
-                d = d * 10 + (c - 48)
-        elif c == 46 and not in_frac:
-            in_frac = True
-        else:
-            status[0] = NS_BAD
+        if p[0] == 45:
+            status[0] = NS_NEG
             return stop
-        q += 1
+        q = p
+        while q < stop:
+            c = q[0]
+            if is_digit(c):
+                nd += 1
+                if in_frac and c == 48:
+                    zeros += 1
+                else:
+                    if in_frac:
+                        for j in range(zeros):
+                            if d > INT64_MAX // 10:
+                                status[0] = NS_OVF
+                                return stop
+                            d *= 10
+                        f += zeros + 1
+                        zeros = 0
+                    if d > (INT64_MAX - (c - 48)) // 10:
+                        status[0] = NS_OVF
+                        return stop
+                    d = d * 10 + (c - 48)
+            elif c == 46 and not in_frac:
+                in_frac = True
+            else:
+                status[0] = NS_BAD
+                return stop
+            q += 1
     if nd == 0:
         status[0] = NS_BAD
         return stop

@@ -25,6 +25,7 @@ cdef class BinanceSyncCore:
     cdef uint64_t _table_row
     cdef readonly int64_t published, publish_refused
     cdef bint _bound_w, _bound_t
+    cdef object _slow
 
     cdef void flush_c(self) noexcept nogil
 

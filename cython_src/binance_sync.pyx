@@ -237,14 +237,22 @@ cdef class BinanceSyncCore:
 
     # ------------------------------------------------------------------ Python
     def on_frame(self, frame, int64_t local_ts):
-        """Handle one frame: n >= 0 events written, or a SLOW_* code for the state machine."""
-        if PyBytes_CheckExact(frame):
-            return self.on_frame_c(<const uint8_t *>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), local_ts)
-        if isinstance(frame, str):
-            frame = (<str>frame).encode("utf-8", "surrogatepass")
-        else:
-            frame = bytes(frame)
-        return self.on_frame_c(<const uint8_t *>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), local_ts)
+        """Handle one frame: n >= 0 events written. A SLOW_* code goes to the slow handler
+        (whose result is returned) or, without one, back to the caller."""
+        cdef int r
+        if not PyBytes_CheckExact(frame):
+            if isinstance(frame, str):
+                frame = (<str>frame).encode("utf-8", "surrogatepass")
+            else:
+                frame = bytes(frame)
+        r = self.on_frame_c(<const uint8_t *>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), local_ts)
+        if r >= 0 or self._slow is None:
+            return r
+        return self._slow(r, frame, local_ts)
+
+    def set_slow_handler(self, handler):
+        """``handler(code, frame, local_ts) -> n`` finishes a frame the C path cannot (None: off)."""
+        self._slow = handler
 
     def apply_parsed(self, int64_t local_ts, bint quiet=False):
         """Apply the diff the parser holds (the state machine checked the sequence)."""

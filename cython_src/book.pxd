@@ -3,8 +3,10 @@ from libc.stdint cimport int64_t, uint64_t
 from records cimport MarketEvent, BookRow
 
 cdef struct BookSide:
-    int64_t *key      # ascending; best level LAST (bids: price, asks: -price)
+    int64_t *key      # first (worst) kept level; ascending, best LAST (bids: price, asks: -price)
     int64_t *qty
+    int64_t *kbase    # start of the storage (2 * cap slots): key/qty slide forward on eviction
+    int64_t *qbase
     Py_ssize_t n
     Py_ssize_t cap
 

@@ -51,9 +51,24 @@ cdef inline Py_ssize_t lower_bound(const int64_t *a, Py_ssize_t n, int64_t k) no
     return lo
 
 
+cdef inline void side_room(BookSide *s) noexcept nogil:
+    """Make room for one more level at the end of the storage (compact when needed)."""
+    if (s.key - s.kbase) + s.n >= 2 * s.cap:
+        memmove(s.kbase, s.key, s.n * sizeof(int64_t))
+        memmove(s.qbase, s.qty, s.n * sizeof(int64_t))
+        s.key = s.kbase
+        s.qty = s.qbase
+
+
 cdef inline int side_set(BookSide *s, int64_t key, int64_t qty) noexcept nogil:
-    """Set a level: 0 done, 1 dropped/evicted (side full), 2 removal of an absent level."""
+    """Set a level: 0 done, 1 dropped/evicted (side full), 2 removal of an absent level.
+
+    Evicting the worst level slides the window start forward (O(1)); the storage holds
+    2 * cap slots and is compacted when the window reaches its end, so evictions cost
+    O(1) amortised and inserts move only the levels between the new one and the top.
+    """
     cdef Py_ssize_t i = lower_bound(s.key, s.n, key)
+    cdef int r = 0
     if i < s.n and s.key[i] == key:
         if qty == 0:
             memmove(&s.key[i], &s.key[i + 1], (s.n - i - 1) * sizeof(int64_t))
@@ -67,18 +82,18 @@ cdef inline int side_set(BookSide *s, int64_t key, int64_t qty) noexcept nogil:
     if s.n == s.cap:
         if i == 0:
             return 1                     # worse than every kept level
-        # evict the worst (index 0), insert at i - 1
-        memmove(&s.key[0], &s.key[1], (i - 1) * sizeof(int64_t))
-        memmove(&s.qty[0], &s.qty[1], (i - 1) * sizeof(int64_t))
-        s.key[i - 1] = key
-        s.qty[i - 1] = qty
-        return 1
+        s.key += 1                       # evict the worst
+        s.qty += 1
+        s.n -= 1
+        i -= 1
+        r = 1
+    side_room(s)
     memmove(&s.key[i + 1], &s.key[i], (s.n - i) * sizeof(int64_t))
     memmove(&s.qty[i + 1], &s.qty[i], (s.n - i) * sizeof(int64_t))
     s.key[i] = key
     s.qty[i] = qty
     s.n += 1
-    return 0
+    return r
 
 
 cdef class L2Book:
@@ -93,13 +108,13 @@ cdef class L2Book:
         if max_levels <= 0:
             raise ValueError("max_levels must be positive")
         self.max_levels = max_levels
-        arrays = [np.zeros(max_levels, np.int64) for _ in range(4)]
+        arrays = [np.zeros(2 * max_levels, np.int64) for _ in range(4)]
         self._arrays = arrays
         cdef int64_t[::1] mv
-        mv = arrays[0]; self._bids.key = &mv[0]
-        mv = arrays[1]; self._bids.qty = &mv[0]
-        mv = arrays[2]; self._asks.key = &mv[0]
-        mv = arrays[3]; self._asks.qty = &mv[0]
+        mv = arrays[0]; self._bids.kbase = &mv[0]
+        mv = arrays[1]; self._bids.qbase = &mv[0]
+        mv = arrays[2]; self._asks.kbase = &mv[0]
+        mv = arrays[3]; self._asks.qbase = &mv[0]
         self._bids.cap = max_levels
         self._asks.cap = max_levels
         self.clear_c()
@@ -111,6 +126,10 @@ cdef class L2Book:
     cdef void clear_c(self) noexcept nogil:
         self._bids.n = 0
         self._asks.n = 0
+        self._bids.key = self._bids.kbase
+        self._bids.qty = self._bids.qbase
+        self._asks.key = self._asks.kbase
+        self._asks.qty = self._asks.qbase
         self._pub[0] = self._pub[1] = self._pub[2] = self._pub[3] = -1
 
     cdef int set_level_c(self, int side, int64_t px, int64_t qty) noexcept nogil:

@@ -96,6 +96,9 @@ class BinanceUsdmBook:
         self.book.bind_row(self.row)
         self.core = BinanceSyncCore(self.parser, self.book, self.sequence.array, instrument, self.venue,
                                     int(MdStatus.UNKNOWN))
+        self.core.set_slow_handler(self._slow_step)
+        # The hot path: frames go straight to C; only SLOW_* codes come back to Python.
+        self.on_frame = self.core.on_frame  # type: ignore[method-assign]
         self.snapshot_id = 0
         self._have_snapshot = False       # snapshot loaded, first diff not yet applied
         self._awaiting_snapshot = True
@@ -162,11 +165,13 @@ class BinanceUsdmBook:
     # ---------------------------------------------------------------- frames
     def on_frame(self, frame: bytes, local_ts: int) -> int:
         """Handle one raw frame received at ``local_ts`` (realtime ns); returns the number
-        of new events in ``events[:n]``."""
-        n = self.core.on_frame(frame, local_ts)
-        if n >= 0:
-            return n
-        self._slow(n, frame, local_ts)
+        of new events in ``events[:n]``. (Each instance binds this name to the C core's
+        ``on_frame``, which calls back ``_slow_step`` when the state machine must decide;
+        this definition documents it and behaves the same.)"""
+        return self.core.on_frame(frame, local_ts)
+
+    def _slow_step(self, code: int, frame: bytes, local_ts: int) -> int:
+        self._slow(code, frame, local_ts)
         return self.core.flush()
 
     def on_snapshot(self, body: bytes, local_ts: int) -> int:
