@@ -4,7 +4,8 @@ Shows, from shared memory only (no process is asked anything): each process's ro
 (state, pid alive, heartbeat age, work, named counters) with the watchdog's verdict, the
 watchdog HALT flag, every segment (writer, epoch, cursor, heartbeat) and every reader
 (cursor, lag, gaps, lost). ``--json`` prints the same as one JSON object; ``--watch N``
-redraws every N seconds until Ctrl-C.
+redraws every N seconds until Ctrl-C; ``--check`` makes the exit code say whether the
+instance is healthy (no HALT, every verdict OK), for scripts and health probes.
 """
 from __future__ import annotations
 
@@ -110,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
                 from rich.console import Console
 
                 Console().print(render(snap))
+            if args.check:
+                problems = snap.problems()
+                for problem in problems:
+                    print(f"mmshm status: {problem}", file=sys.stderr)
+                return 1 if problems else 0
             return 0
         try:
             if args.json:
@@ -136,4 +142,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="instance name (default $MMSHM_INSTANCE or 'main')")
     p.add_argument("--json", action="store_true", help="one JSON object (per refresh with --watch)")
     p.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 (problems on stderr) when the watchdog HALT is raised or a verdict is not OK")
     p.set_defaults(func=run)

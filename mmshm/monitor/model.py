@@ -90,16 +90,26 @@ class InstanceSnapshot:
     watchdog_checked_mono: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def problems(self) -> list[str]:
+        """Why this instance is not healthy: HALT, and every process whose verdict is not OK."""
+        out = [f"HALT: {self.halt_reason}"] if self.halt else []
+        out += [f"{v.role} pid {v.pid} {v.verdict.name}: {v.reason}" for v in self.verdicts if v.verdict != Verdict.OK]
+        return out
+
     def to_json(self) -> dict:
         """A JSON-ready dict (enums as names, ages in seconds relative to ``taken_mono``)."""
         def age(mono: int) -> float | None:
             return None if mono <= 0 else round(max(0, self.taken_mono - mono) / 1e9, 6)
 
+        by_row = {(v.row - 1, v.pid): v for v in self.verdicts}
         procs = []
         for p in self.processes:
             d = asdict(p)
             d["state"] = p.state.name
             d["heartbeat_age_s"] = age(p.heartbeat_mono)
+            v = by_row.get((p.row, p.pid))
+            d["verdict"] = v.verdict.name if v is not None else None
+            d["verdict_reason"] = v.reason if v is not None else None
             procs.append(d)
         segs = []
         for s in self.segments:

@@ -64,7 +64,9 @@ def test_status_json_and_table(spawn, instance, capsys):
         assert quoter["role"] == "quoter" and quoter["state"] == "RUNNING" and quoter["alive"]
         assert 0 <= quoter["heartbeat_age_s"] < 5
         verdict = next(v for v in data["verdicts"] if v["pid"] == child.pid)
-        assert verdict["verdict"] == "OK" and verdict["critical"]
+        assert verdict["verdict"] == "OK" and verdict["critical"] and quoter["verdict"] == "OK"
+        assert cli_main(["status", "--instance", instance, "--json", "--check"]) == 0
+        capsys.readouterr()
         md = next(s for s in data["segments"] if s["name"] == "md")
         assert md["kind"] == "BROADCAST" and md["creator_pid"] == os.getpid() and md["cursor"] == 211
         r = md["readers"][0]
@@ -78,6 +80,9 @@ def test_status_json_and_table(spawn, instance, capsys):
         assert cli_main(["status", "--instance", instance]) == 0
         out = capsys.readouterr().out
         assert "HALT" in out and "quoter" in out and "DEAD" in out and "md" in out
+        assert cli_main(["status", "--instance", instance, "--check"]) == 1
+        err = capsys.readouterr().err
+        assert "HALT: quoter" in err and f"quoter pid {child.pid} DEAD" in err
     finally:
         wd.close()
         reader.close()
