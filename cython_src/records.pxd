@@ -157,3 +157,23 @@ ctypedef packed struct CommandRow:
     int64_t issuer_pid
     char reason[64]
     uint8_t _pad[16]
+
+# SIGNAL_ROW: 128 bytes
+ctypedef packed struct SignalRow:
+    uint64_t version
+    uint16_t instrument
+    uint16_t reason
+    uint8_t _r0[4]
+    uint64_t md_seq
+    int64_t updated_mono
+    double fair_value
+    double sigma_bp
+    double imbalance
+    double leadlag_bp
+    double cascade
+    double res_bp
+    double half_bp
+    double spread_bp
+    double arrival_a
+    double arrival_k
+    uint8_t _pad[16]

@@ -297,6 +297,32 @@ COMMAND_ROW = _padded([
 ], 128)
 
 
+# --------------------------------------------------------------------------- quoter signals
+
+#: One row per quoted instrument (row = instrument index), written by the quoter on a
+#: timer (``signals`` seqlock table, mmshm.strategy.process); read by risk (cascade
+#: trigger, post-mortems), ``mmshm status`` and the exporter. Floats are the quoter's own
+#: values (``Quoter.signals()``), so no fixed-point scale is involved.
+SIGNAL_ROW = _padded([
+    ("version", "<u8"),
+    ("instrument", "<u2"),
+    ("reason", "<u2"),        # PullReason of the last cycle (0 = quoting)
+    ("_r0", "u1", (4,)),
+    ("md_seq", "<u8"),        # md sequence of the last target written
+    ("updated_mono", "<i8"),  # monotonic ns of this row's write (staleness)
+    ("fair_value", "<f8"),    # ticks
+    ("sigma_bp", "<f8"),      # EWMA volatility, bp per sqrt(second)
+    ("imbalance", "<f8"),     # order-book imbalance in [-1, 1]
+    ("leadlag_bp", "<f8"),    # reference venue lead, bp
+    ("cascade", "<f8"),       # cascade / falling-knife severity (pull at cascade_pull_at)
+    ("res_bp", "<f8"),        # reservation price offset from fair value, bp
+    ("half_bp", "<f8"),       # model half-spread, bp
+    ("spread_bp", "<f8"),     # quoted best ask - best bid, bp of their mid (NaN: not two-sided)
+    ("arrival_a", "<f8"),     # fitted A of lambda(d) = A exp(-k d), 1/s
+    ("arrival_k", "<f8"),     # fitted k, 1/bp
+], 128)
+
+
 ALL_RECORDS: dict[str, np.dtype] = {
     "MARKET_EVENT": MARKET_EVENT,
     "BOOK_ROW": BOOK_ROW,
@@ -307,4 +333,5 @@ ALL_RECORDS: dict[str, np.dtype] = {
     "PROCESS_ROW": PROCESS_ROW,
     "VERDICT_ROW": VERDICT_ROW,
     "COMMAND_ROW": COMMAND_ROW,
+    "SIGNAL_ROW": SIGNAL_ROW,
 }
