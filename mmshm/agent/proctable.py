@@ -111,7 +111,15 @@ class ProcessTable:
         role_b = _role_bytes(role)
         me = os.getpid() if pid is None else pid
         claims = self.claims()
-        row = claims.index(me) if me in claims else self._claim_same_role_dead(role_b, claims, me)
+        if me in claims:
+            row = claims.index(me)
+            held = self.read(row)
+            held_role = bytes(held["role"]).rstrip(b"\0")
+            if held_role and held_role != role_b and int(held["state"]) not in (ProcState.FREE, ProcState.STOPPED):
+                raise ValueError(f"pid {me} already holds process row {row} as role {held_role.decode()!r}: "
+                                 f"one agent runner (one row) per process")
+        else:
+            row = self._claim_same_role_dead(role_b, claims, me)
         if row is None:
             row = int(self.table.claim_row(me, True))
         return ProcessSlot(self, row, role, me, cpu)

@@ -1,6 +1,8 @@
 """AgentRunner in one process: lifecycle order, heartbeat into the process table, flags."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mmshm.agent.base import CompositeAgent, FunctionAgent
@@ -200,3 +202,34 @@ def test_failing_reload_keeps_running_and_keepalive_heartbeats_from_a_hook(insta
     assert runner.reload_errors == 1
     (before, after, state), = beats
     assert after == before + 1 and state == ProcState.STOPPING
+
+
+def test_one_row_per_process(instance):
+    table = ProcessTable.open(instance)
+    try:
+        slot = table.claim("feed")
+        assert table.claim("feed").row == slot.row  # idempotent for the same role
+        with pytest.raises(ValueError, match="one agent runner"):
+            table.claim("quoter")
+        slot.release()
+        assert table.claim("quoter").row == slot.row  # a stopped row may be reused
+    finally:
+        table.close()
+
+
+def test_restart_reuses_the_dead_predecessors_row(instance, spawn):
+    from tests.conftest import PYTHON
+
+    table = ProcessTable.open(instance)
+    try:
+        other = table.claim("recorder", pid=os.getpid())  # occupy row 0 with a live pid
+        dead = spawn([PYTHON, "-c", "pass"])
+        dead.wait(timeout=30)
+        old = table.claim("feed", pid=dead.pid)
+        old.set_state(ProcState.RUNNING)
+        assert old.row != other.row
+        new = table.claim("feed", pid=dead.pid + 100000)  # a fresh "feed" process
+        assert new.row == old.row
+        assert int(table.read(new.row)["pid"]) == dead.pid + 100000
+    finally:
+        table.close()
