@@ -171,3 +171,21 @@ def test_receive_timestamps_are_local_realtime_and_monotone() -> None:
             assert stamps == sorted(stamps) and stamps[0] >= t0 and stamps[-1] <= time.time_ns()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_abrupt_tcp_drop_is_a_disconnect_and_reconnects() -> None:
+    async def main() -> None:
+        async with StandinServer(synthetic()) as server:
+            reasons: list[str] = []
+            cfg = ConnectionConfig(url=server.ws_url + "/stream?streams=btcusdt@depth@0ms",
+                                   backoff=BackoffPolicy(base_s=0.01, cap_s=0.02), silence_timeout_s=None)
+            conn = WsConnection(cfg, lambda d, n: None, on_disconnect=reasons.append)
+            task = asyncio.create_task(conn.run())
+            server.close_after(10, abrupt=True)
+            await until(lambda: conn.stats.reconnects >= 1 and conn.stats.messages > 20)
+            await conn.stop()
+            await asyncio.wait_for(task, 5)
+            assert reasons[0].startswith("closed") and "1000" not in reasons[0]
+
+    asyncio.run(main())

@@ -17,7 +17,8 @@ market runs continuously. Faults (one-shot unless stated):
 - ``close_after(n, abrupt=False, repeat=False)``: close a connection after it received ``n``
   more frames (``abrupt`` drops TCP without a close frame; ``repeat`` re-arms for every connection);
 - ``drop_diff(count=1)``: skip the next depth diff(s) for every client (a ``pu`` gap);
-- ``malformed(kind="truncated"|"garbage")``: send a broken frame before the next real one;
+- ``malformed(kind="truncated"|"garbage")``: send a broken frame (valid UTF-8, invalid JSON)
+  before the next real one;
 - ``stall(seconds)``: stop sending (connections stay up, pings continue);
 - ``outage(seconds=None)``: close every connection and refuse WebSocket and REST with 503
   until it ends (None = until ``clear_faults()``).
@@ -325,7 +326,7 @@ class StandinServer:
             return
         while f.malformed:
             kind = f.malformed.pop(0)
-            bad = frame.combined[: len(frame.combined) // 2] if kind == "truncated" else b"\x00\xffnot json{"
+            bad = frame.combined[: len(frame.combined) // 2] if kind == "truncated" else b"\x01 not json {"
             for c in list(self._clients):
                 if c.streams and not c.closed:
                     await c.queue.put(bad)
