@@ -19,6 +19,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
                                     InfoMetricFamily)
 from prometheus_client.registry import Collector
 
+from mmshm import __version__
 from mmshm.agent.counters import ROLE_COUNTERS
 from mmshm.monitor.latency import BUCKET_BOUNDS_S, LATENCY_ROW, LATENCY_SEGMENT, read_histograms
 from mmshm.monitor.model import InstanceSnapshot
@@ -120,6 +121,10 @@ class SharedMemoryCollector(Collector):
                 hists = []
         self.scrapes += 1
         self.errors += len(snap.errors)
+        # "instance" is Prometheus's own target label: ours is mmshm_instance.
+        info = InfoMetricFamily("mmshm", "mmshm instance served by this exporter")
+        info.add_metric([], {"mmshm_instance": self.instance, "version": __version__})
+        yield info
         yield from self._process_metrics(snap)
         yield from self._segment_metrics(snap)
         yield from self._watchdog_metrics(snap)

@@ -92,6 +92,8 @@ def test_collector_exports_processes_counters_and_segments(instance, world):
     assert sample(f, "mmshm_watchdog_halt") == 0
     assert sample(f, "mmshm_exporter_read_errors") == 0
     assert col.scrapes == 1
+    info = f["mmshm_info"].samples[0]
+    assert info.labels["mmshm_instance"] == instance and info.value == 1
 
 
 def test_control_block_and_watchdog_verdicts(instance, world):
