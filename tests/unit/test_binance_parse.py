@@ -184,3 +184,37 @@ def test_constructor_validation():
     with pytest.raises(ValueError):
         BinanceParser(-30, 1, -3, 1)
     assert BinanceParser(-1, 1, -3, 1).symbol is None
+
+
+def test_python_face_enums_and_snapshot():
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.venues.binance_usdm.parsing import (
+        DropReason, Kind, SnapshotError, parse_snapshot, parser_for,
+    )
+
+    assert [k.name.lower() for k in Kind][1:] == ["depth", "book_ticker", "trade", "agg_trade", "snapshot", "control"]
+    assert [r.name.lower() for r in DropReason] == list(bp.DROP_NAMES)
+    spec = InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")
+    assert parser_for(spec).symbol == "BTCUSDT"
+    lid, bids, asks = parse_snapshot(SNAPSHOT, spec)
+    assert lid == 5123107852948 and bids == [(618002, 2909), (618001, 696)] and asks == [(618003, 1135)]
+    with pytest.raises(SnapshotError, match="OFF_TICK"):
+        parse_snapshot(SNAPSHOT.replace(b"61800.20", b"61800.25"), spec)
+    with pytest.raises(SnapshotError):
+        parse_snapshot(TICKER, spec)
+
+
+def test_book_row_helpers():
+    from mmshm.book import L2Book, row_levels, row_to_dict
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.records import BOOK_ROW
+
+    spec = InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")
+    book = L2Book(10)
+    book.load_snapshot([618002, 618001], [2909, 696], [618003], [1135])
+    row = np.zeros(1, BOOK_ROW)
+    book.bind_row(row)
+    book.write_row(0, 2, 5, 6, 7, 8)
+    assert row_levels(row[0]) == ([(618002, 2909), (618001, 696)], [(618003, 1135)])
+    d = row_to_dict(row[0], spec)
+    assert d["status"] == "LIVE" and d["bids"][0] == ["61800.2", "2.909"] and d["asks"] == [["61800.3", "1.135"]]
