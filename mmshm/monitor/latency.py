@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from mmshm._native.latency import LatencyHist
 from mmshm.records import _padded
 from mmshm.shm import SeqlockTable
 from mmshm.shm import segment as segmod
@@ -78,6 +79,8 @@ class LatencyRecorder:
     ``LatencyRecorder.open(instance, "send_to_ack")``; the process keeps it for its
     lifetime and calls ``close()`` at exit (the row keeps its values; a restarted
     process continues the counts, so Prometheus counters never go backwards).
+    Cython hot loops use ``hist`` (``mmshm._native.latency.LatencyHist``) and call its
+    ``cdef record(ns)`` / ``publish(now)`` without the GIL; both views share one local row.
     """
 
     def __init__(self, table: SeqlockTable, row: int, stage: str, owns_table: bool = False) -> None:
@@ -93,9 +96,9 @@ class LatencyRecorder:
         r["stage"] = stage.encode()
         r["pid"] = os.getpid()
         self.buckets: np.ndarray = self._rec["buckets"][0]
-        self._count = int(r["count"])
-        self._sum = int(r["sum_ns"])
-        self._max = int(r["max_ns"])
+        self.hist = LatencyHist(table, row, self._rec)
+        #: ``record(ns)``: add one sample (C; ~50 ns from Python).
+        self.record = self.hist.record_ns
         self.publish()
 
     @classmethod
@@ -125,15 +128,6 @@ class LatencyRecorder:
             table.close()
             raise
 
-    def record(self, ns: int) -> None:
-        """Add one sample (nanoseconds) locally; visible after the next ``publish``."""
-        self.buckets[bucket_of(ns)] += 1
-        self._count += 1
-        if ns > 0:
-            self._sum += ns
-            if ns > self._max:
-                self._max = ns
-
     def record_many(self, ns: np.ndarray) -> None:
         """Add many samples at once (vectorised)."""
         ns = np.asarray(ns, dtype=np.int64)
@@ -143,24 +137,20 @@ class LatencyRecorder:
         idx = np.minimum(np.where(us > 0, np.floor(np.log2(np.maximum(us, 1))).astype(np.int64) + 1, 0),
                          LATENCY_BUCKETS - 1)
         self.buckets += np.bincount(idx, minlength=LATENCY_BUCKETS).astype(np.uint64)
-        self._count += int(ns.size)
+        r = self._rec[0]
+        r["count"] += ns.size
         pos = ns[ns > 0]
-        self._sum += int(pos.sum())
         if pos.size:
-            self._max = max(self._max, int(pos.max()))
+            r["sum_ns"] += int(pos.sum())
+            r["max_ns"] = max(int(r["max_ns"]), int(pos.max()))
 
     def publish(self, now_mono: int | None = None) -> None:
         """Write the row (one seqlock write of 256 bytes)."""
-        r = self._rec[0]
-        r["count"] = self._count
-        r["sum_ns"] = self._sum
-        r["max_ns"] = self._max
-        r["updated_mono"] = time.monotonic_ns() if now_mono is None else now_mono
-        self.table.write(self.row, self._rec)
+        self.hist.publish_now(time.monotonic_ns() if now_mono is None else now_mono)
 
     @property
     def count(self) -> int:
-        return self._count
+        return int(self._rec[0]["count"])
 
     def close(self) -> None:
         if self._owns_table:

@@ -134,6 +134,9 @@ def test_control_block_and_watchdog_verdicts(instance, world):
 def test_latency_histograms_in_shared_memory(instance):
     assert [bucket_of(x) for x in (0, 999, 1000, 1999, 2000, 3999, 4000, 10**12)] == [0, 0, 1, 1, 2, 2, 3,
                                                                                       LATENCY_BUCKETS - 1]
+    from mmshm._native.latency import bucket_index
+    for ns in (0, 1, 999, 1000, 1999, 2000, 3999, 4000, 123_456_789, 10**12, -5):
+        assert bucket_index(ns, LATENCY_BUCKETS) == bucket_of(ns), ns
     rec = LatencyRecorder.open(instance, "send_to_ack")
     custom = LatencyRecorder.open(instance, "my_stage")
     try:
