@@ -23,10 +23,11 @@ cnp.import_array()
 cdef enum:
     OFF_EPOCH = 64
     OFF_CURSOR = 272
-    R_POLLED = 56      # mmshm.shm.segment.ROFF["polled"] (checked by tests/unit/test_journal_ring.py)
+    R_CURSOR = 16      # mmshm.shm.segment.ROFF["cursor"] (checked by tests/unit/test_journal.py)
+    R_POLLED = 56      # mmshm.shm.segment.ROFF["polled"]
 
 #: Offsets compiled in, for the layout test.
-LAYOUT = {"OFF_EPOCH": OFF_EPOCH, "OFF_CURSOR": OFF_CURSOR, "polled": R_POLLED}
+LAYOUT = {"OFF_EPOCH": OFF_EPOCH, "OFF_CURSOR": OFF_CURSOR, "cursor": R_CURSOR, "polled": R_POLLED}
 
 
 def read_pending(GatedReader reader, out) -> int:
@@ -79,7 +80,7 @@ def commit(GatedReader reader, uint64_t n) -> int:
 def published_cursor(GatedReader reader) -> int:
     """The cursor stored in the reader's slot (what a restart resumes from)."""
     reader._check_open()
-    return mm_load_acquire_u64(reader._rslot + 16)
+    return mm_load_acquire_u64(reader._rslot + R_CURSOR)
 
 
 def writer_cursor(GatedReader reader) -> int:

@@ -192,6 +192,7 @@ def test_instruments_give_decimal_views(db):
 
 def test_read_pending_holds_slots_until_commit(instance):
     assert journal_ring.LAYOUT["polled"] == segmod.ROFF["polled"]
+    assert journal_ring.LAYOUT["cursor"] == segmod.ROFF["cursor"]
     assert journal_ring.LAYOUT["OFF_CURSOR"] == segmod.OFF_CURSOR
     assert journal_ring.LAYOUT["OFF_EPOCH"] == segmod.OFF_EPOCH
     w = GatedWriter.create(instance, "orders", ORDER_EVENT, capacity=8, required=("recorder",))
