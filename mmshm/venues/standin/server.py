@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -53,7 +54,7 @@ class _Client:
     ws: ServerConnection
     combined: bool
     streams: dict[str, str] = field(default_factory=dict)   # canonical -> name subscribed
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=256))
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=64))
     sent: int = 0
     close_base: int = 0
     closed: bool = False
@@ -93,8 +94,12 @@ class StandinServer:
 
     def __init__(self, source: CaptureSource | SyntheticSource, *, host: str = "127.0.0.1",
                  ws_port: int = 0, rest_port: int = 0, ping_interval: float | None = 20.0,
-                 ping_timeout: float | None = 20.0) -> None:
+                 ping_timeout: float | None = 20.0, send_buffer: int | None = 32768) -> None:
+        """``send_buffer``: SO_SNDBUF of each client socket. Kept small so a fast replay
+        does not park tens of thousands of frames in kernel buffers: a client syncs against
+        a snapshot only after reading up to it, and faults reach it soon after injection."""
         self.source = source
+        self._send_buffer = send_buffer
         self.host = host
         self._ws_port = ws_port
         self._rest_port = rest_port
@@ -219,6 +224,11 @@ class StandinServer:
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if self._send_buffer:
+            sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
         parts = urlsplit(ws.request.path)
         if parts.path == "/stream":
             combined = True
