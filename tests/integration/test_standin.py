@@ -291,3 +291,22 @@ def test_subprocess_prints_urls_and_obeys_http_control_api(spawn, binance_captur
     asyncio.run(main())
     proc.terminate()
     assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.timeout(60)
+def test_thread_runner_plays_a_short_capture_to_the_end(tmp_path, binance_capture) -> None:
+    from mmshm.venues.standin import StandinThread
+    from websockets.sync.client import connect as sync_connect
+
+    stamps, frames = load_capture(binance_capture)
+    short = tmp_path / "short.txt"
+    short.write_bytes(b"".join(b"%d %s\n" % (ns, f) for ns, f in list(zip(stamps, frames))[:300]))
+    src = CaptureSource(short)
+    assert len(src) == 299 and src.bridge_index is not None and src.bad_lines == 0
+    with StandinThread(src) as standin:
+        with sync_connect(standin.ws_url + "/stream?streams=" + STREAMS, close_timeout=0.5) as ws:
+            got = [ws.recv(timeout=5) for _ in range(299)]
+            assert standin.wait_finished(10)
+        stats = standin.stats
+    assert stats["position"] == 299 and stats["messages_sent"] == 299
+    assert [g.encode() for g in got] == [f.combined for f in src.frames]
