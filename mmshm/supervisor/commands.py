@@ -165,5 +165,90 @@ class CommandInbox:
         self.table.close()
 
 
-__all__ = ["COMMANDS_SEGMENT", "Command", "CommandInbox", "CommandKind", "open_table", "read_command",
+class CommandAgent:
+    """Agent that polls the commands table every ``interval_s`` and hands each new command to ``handler``.
+
+    Add it to a process's agents (risk, executor): ``run_role("risk", [RiskAgent(...),
+    CommandAgent(instance, risk_command_handler(engine))], cfg, on_halt=...)``. The handler
+    gets ``(command, runner)``; ``runner`` is the AgentRunner (None outside one). A failing
+    handler is logged and counted (``errors``), never fatal: a bad command must not stop risk.
+    """
+
+    name = "commands"
+
+    def __init__(self, instance: str, handler, interval_s: float = 0.05, clock=time.monotonic_ns) -> None:
+        self.instance = instance
+        self.handler = handler
+        self.interval_ns = int(interval_s * 1e9)
+        self.clock = clock
+        self.inbox: CommandInbox | None = None
+        self.runner = None
+        self.applied = 0
+        self.errors = 0
+        self._next = 0
+
+    def bind_runner(self, runner) -> None:
+        self.runner = runner
+
+    def on_start(self) -> None:
+        self.inbox = CommandInbox.open(self.instance)
+
+    def do_work(self) -> int:
+        now = self.clock()
+        if now < self._next or self.inbox is None:
+            return 0
+        self._next = now + self.interval_ns
+        cmd = self.inbox.poll()
+        if cmd is None:
+            return 0
+        import logging
+
+        log = logging.getLogger("mmshm.commands")
+        log.warning("operator command", extra={"command": cmd.kind.name, "seq": cmd.seq, "reason": cmd.reason,
+                                               "issuer_pid": cmd.issuer_pid})
+        try:
+            self.handler(cmd, self.runner)
+            self.applied += 1
+        except Exception:
+            self.errors += 1
+            log.exception("operator command failed", extra={"command": cmd.kind.name, "seq": cmd.seq})
+        return 1
+
+    def on_close(self) -> None:
+        if self.inbox is not None:
+            self.inbox.close()
+            self.inbox = None
+
+
+def risk_command_handler(engine):
+    """The risk process's reaction to commands, on a :class:`mmshm.risk.engine.RiskEngine`.
+
+    HALT: a manual halt (only RESUME lifts it). RESUME: ``engine.resume()`` (the manual
+    path, also after the day's last allowed halt) and the runner's SIGUSR1 latch is
+    cleared. PAUSE/UNPAUSE: ``engine.pause(on)``. The control rows are rewritten by the
+    risk agent's next evaluation.
+    """
+    from mmshm.risk.params import TriggerCode
+
+    def handle(cmd: Command, runner) -> None:
+        if cmd.kind == CommandKind.HALT:
+            engine.halt(TriggerCode.MANUAL)
+        elif cmd.kind == CommandKind.RESUME:
+            engine.resume()
+            if runner is not None and runner.halted:
+                runner.clear_halt()
+        elif cmd.kind in (CommandKind.PAUSE, CommandKind.UNPAUSE):
+            engine.pause(cmd.kind == CommandKind.PAUSE)
+
+    return handle
+
+
+def executor_command_handler(cmd: Command, runner) -> None:
+    """The executor's reaction: RESUME lifts its SIGUSR1 halt latch (quoting follows the control block)."""
+    if cmd.kind == CommandKind.RESUME and runner is not None and runner.halted:
+        runner.clear_halt()
+
+
+__all__ = ["COMMANDS_SEGMENT", "Command", "CommandAgent", "CommandInbox", "executor_command_handler",
+           "risk_command_handler", "CommandKind", "open_table", "read_command",
            "send_command"]
