@@ -5,7 +5,9 @@ Nothing is copied in the background: every scrape takes one
 and reader slots, watchdog verdicts) and reads the ``control`` and ``latency`` tables,
 then yields metric families. Process counters are exported generically: every counter
 slot a role names in :mod:`mmshm.agent.counters` becomes ``mmshm_proc_<name>{role=...}``,
-so a new process (or a new counter) appears without changing the exporter.
+so a new process (or a new counter) appears without changing the exporter. A name
+ending in ``_eN`` holds the value times 10**N (``pnl_e8``): it is exported divided, under
+the name without the suffix (``mmshm_proc_pnl``).
 """
 from __future__ import annotations
 
@@ -32,9 +34,19 @@ CONTROL_SEGMENT = "control"
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_]")
 
 
+_SCALED_RE = re.compile(r"^(.+)_e([0-9]{1,2})$")
+
+
 def metric_name(counter: str) -> str:
-    """The Prometheus name of a process-table counter."""
-    return "mmshm_proc_" + _NAME_RE.sub("_", counter)
+    """The Prometheus name of a process-table counter (a ``_eN`` scale suffix dropped)."""
+    m = _SCALED_RE.match(counter)
+    return "mmshm_proc_" + _NAME_RE.sub("_", m.group(1) if m else counter)
+
+
+def counter_scale(counter: str) -> float:
+    """Divisor of a counter: ``pnl_e8`` holds the value x 1e8, so it is exported / 1e8."""
+    m = _SCALED_RE.match(counter)
+    return 10.0 ** int(m.group(2)) if m else 1.0
 
 
 def _le(bound: float) -> str:
@@ -167,12 +179,13 @@ class SharedMemoryCollector(Collector):
             for name, value in p.counters.items():
                 if name not in names:
                     continue  # unnamed slots (c<N>) mean nothing outside their process
-                fam = named.get(name)
+                mname = metric_name(name)
+                fam = named.get(mname)
                 if fam is None:
-                    fam = named[name] = GaugeMetricFamily(
-                        metric_name(name), f"process-table counter {name!r} (mmshm.agent.counters)",
-                        labels=["role"])
-                fam.add_metric([p.role], value)
+                    fam = named[mname] = GaugeMetricFamily(
+                        mname, f"process-table counter {name!r} (mmshm.agent.counters)", labels=["role"])
+                scale = counter_scale(name)
+                fam.add_metric([p.role], value / scale if scale != 1.0 else value)
         yield from (age, state, alive, cpu, work, idle, beats, info)
         yield from named.values()
 

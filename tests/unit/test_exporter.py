@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mmshm.agent.counters import counter_index
+from mmshm.agent.counters import counter_index, register_counters
 from mmshm.agent.proctable import ProcessTable, VerdictTable
 from mmshm.exporter import SharedMemoryCollector, metric_name
 from mmshm.exporter import health as hc
@@ -19,6 +19,11 @@ from mmshm.monitor.latency import (BUCKET_BOUNDS_S, LATENCY_BUCKETS, LatencyReco
                                    read_histograms)
 from mmshm.records import CONTROL_ROW, ORDER_EVENT, VERDICT_ROW, Mode, ProcState
 from mmshm.shm import GatedReader, GatedWriter, SeqlockTable
+
+
+def _third_pid() -> int:
+    """A live pid other than ours and our parent's (one process-table row per pid)."""
+    return 1
 
 
 def scrape(collector) -> dict:
@@ -49,6 +54,10 @@ def world(instance):
     ex.counters[counter_index("executor", "rejects")] = 3
     ex.counters[15] = 99  # an unnamed slot: not exported
     ex.set_state(ProcState.RUNNING)
+    register_counters("scaled", ("pnl_e8",))
+    scaled = procs.claim("scaled", pid=_third_pid())
+    scaled.counters[0] = -1_250_000_000
+    scaled.set_state(ProcState.RUNNING)
     risk.set_state(ProcState.RUNNING)
     w = GatedWriter.create(instance, "orders", ORDER_EVENT, capacity=16, required=("risk", "recorder"))
     r = GatedReader.attach(instance, "orders", ORDER_EVENT, reader="risk")
@@ -81,6 +90,8 @@ def test_collector_exports_processes_counters_and_segments(instance, world):
     assert sample(f, "mmshm_proc_rejects", role="executor") == 3
     assert "mmshm_proc_c15" not in f
     assert metric_name("a-b.c") == "mmshm_proc_a_b_c"
+    assert sample(f, "mmshm_proc_pnl", role="scaled") == pytest.approx(-12.5)
+    assert metric_name("pnl_e8") == "mmshm_proc_pnl" and metric_name("e8") == "mmshm_proc_e8"
     # Segments and readers.
     assert sample(f, "mmshm_segment_cursor", segment="orders") == 17
     assert sample(f, "mmshm_segment_refused", "mmshm_segment_refused_total", segment="orders") == 1
@@ -194,6 +205,6 @@ def test_ready_and_health_decisions(instance, world):
     halted = hc.ready(snap, True, ("risk",), {}, 5.0, global_mode=int(Mode.FLATTEN))
     assert halted.body["reasons"] == ["watchdog HALT: feed dead", "risk mode FLATTEN"]
     h = hc.health(snap, True)
-    assert h.status == 200 and {p["role"] for p in h.body["processes"]} == {"executor", "risk"}
+    assert h.status == 200 and {p["role"] for p in h.body["processes"]} == {"executor", "risk", "scaled"}
     assert hc.health(snap, False).status == 503
     assert hc.ready(snap, False, (), {}, 1.0).body["reasons"][0] == "process table not found"
