@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results = watchdog.check()
             finally:
                 watchdog.close()
+            shutdown_logging()  # flush the log thread first: its lines must not interleave with ours
             print(orjson.dumps([{"row": a.process.row, "pid": a.process.pid, "role": a.process.role,
                                  "verdict": a.verdict.name, "reason": a.reason} for a in results]).decode())
             return 0
