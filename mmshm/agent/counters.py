@@ -12,10 +12,21 @@ from mmshm.records import PROC_COUNTERS
 
 #: Counter slot names per role, by slot index.
 ROLE_COUNTERS: dict[str, tuple[str, ...]] = {
-    "feed": ("md_events", "md_gaps", "drops", "reconnects", "book_resyncs", "ring_laps"),
-    "quoter": ("quotes", "md_gaps", "drops", "stale_book", "pulls"),
-    "executor": ("orders_sent", "acks", "rejects", "fills", "cancels", "ring_full", "drops", "cancel_all"),
-    "risk": ("mode_changes", "limit_breaches", "md_gaps", "drops"),
+    # feed: see mmshm.feed.counters (messages by stream, drops by reason, venue->local latency)
+    "feed": ("md_events", "md_gaps", "drops", "reconnects", "book_resyncs", "stale", "msg_depth",
+             "msg_ticker", "msg_trade", "snapshots", "drop_malformed", "drop_unknown", "drop_invalid",
+             "drop_off_grid", "lat_p50_us", "lat_max_us"),
+    # quoter/risk scales: *_e6 = value x 1e6, *_e8 = quote asset x 1e8 (FEE_SCALE); see
+    # mmshm.strategy.process and mmshm.risk.process.
+    "quoter": ("quotes", "md_gaps", "drops", "stale_book", "pulls", "pull_reason", "imbalance_e6",
+               "leadlag_bp_e6", "cascade_e6", "sigma_bp_e6", "spread_bp_e6", "fair_value_ticks", "md_lost",
+               "control_changes", "risk_stale", "fits"),
+    "executor": ("orders_sent", "acks", "rejects", "fills", "cancels", "ring_full", "drops", "cancel_all",
+                 "amends", "reconnects", "breaker_state", "position_lots", "fees", "mode", "not_sent",
+                 "reconciles"),
+    "risk": ("mode_changes", "limit_breaches", "md_gaps", "drops", "mode", "pnl_e8", "daily_pnl_e8",
+             "equity_e8", "position_lots", "drawdown_e6", "margin_e6", "fills", "halts", "paused", "halt_reason",
+             "order_events"),
     "recorder": ("orders_journaled", "md_recorded", "md_gaps", "drops", "fills_journaled", "duplicates",
                  "lag", "ring_refused", "commits", "db_errors", "attached"),
     "exporter": ("scrapes", "errors", "scrape_us"),
