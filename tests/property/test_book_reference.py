@@ -13,7 +13,9 @@ from mmshm.instruments import InstrumentSpec
 
 
 class BoundedRef:
-    """dict per side; after each change keep only the best ``cap`` levels (the book's rule)."""
+    """dict per side; levels are applied one by one in venue order and after each one only
+    the best ``cap`` levels are kept (the book's rule: a full side refuses a worse level
+    and evicts its worst for a better one)."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -26,8 +28,10 @@ class BoundedRef:
             return
         d[px] = qty
         if len(d) > self.cap:
-            worst = min(d) if side == BID else max(d)
-            del d[worst]
+            del d[min(d) if side == BID else max(d)]
+
+    def bound(self) -> None:
+        """Nothing left to do: set() keeps the bound after every level."""
 
     def levels(self, side: int) -> list[tuple[int, int]]:
         d = self.sides[side]
@@ -53,6 +57,7 @@ def test_book_matches_bounded_reference(cap, steps):
                 ref.set(BID, p, q)
             for p, q in asks:
                 ref.set(ASK, p, q)
+            ref.bound()
         else:
             bp = [(p, q) for s, p, q in payload if s == BID]
             ap = [(p, q) for s, p, q in payload if s == ASK]
@@ -61,6 +66,7 @@ def test_book_matches_bounded_reference(cap, steps):
                 ref.set(BID, p, q)
             for p, q in ap:
                 ref.set(ASK, p, q)
+            ref.bound()
             rb, ra = ref.levels(BID), ref.levels(ASK)
             crossed = bool(rb and ra and rb[0][0] > ra[0][0])
             locked = bool(rb and ra and rb[0][0] == ra[0][0])
@@ -75,6 +81,19 @@ def test_book_matches_bounded_reference(cap, steps):
             tb = sum(q for _, q in rb[:3])
             ta = sum(q for _, q in ra[:3])
             assert np.isclose(book.imbalance(3), (tb - ta) / (tb + ta))
+
+
+@settings(max_examples=100, deadline=None)
+@given(cap=st.integers(1, 8), ops=st.lists(op, max_size=60))
+def test_single_levels_match_bounded_reference(cap, ops):
+    book, ref = L2Book(cap), BoundedRef(cap)
+    for side, p, q in ops:
+        book.set_level(side, p, q)
+        ref.set(side, p, q)
+        ref.bound()
+        for sd in (BID, ASK):
+            px, qty = book.side_levels(sd)
+            assert list(zip(px.tolist(), qty.tolist())) == ref.levels(sd)
 
 
 @settings(max_examples=200, deadline=None)
