@@ -176,7 +176,7 @@ def test_polite_kill_signal_escalates_to_sigkill(instance, sleeper):
     procs = ProcessTable.open(instance)
     kills = Kills()
     policy = WatchdogPolicy(heartbeat_timeout_s=0.5, critical_roles=frozenset(), kill_signal=int(signal.SIGTERM),
-                            kill_escalate_s=0.2)
+                            kill_escalate_s=1.0)
     wd = Watchdog(instance, policy, kill=kills)
     try:
         stale(procs.claim("recorder", pid=sleeper.pid), 5)
@@ -185,7 +185,7 @@ def test_polite_kill_signal_escalates_to_sigkill(instance, sleeper):
         assert kills.calls == [(sleeper.pid, signal.SIGTERM)]
         v, reason = verdict_of(instance, sleeper.pid)
         assert v == Verdict.KILLED and reason.startswith("SIGTERM")
-        time.sleep(0.25)
+        time.sleep(1.05)
         wd.check()
         assert kills.calls == [(sleeper.pid, signal.SIGTERM), (sleeper.pid, signal.SIGKILL)]
         wd.check()
