@@ -7,6 +7,7 @@ rule here is testable without processes or shared memory.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from mmshm.monitor.model import InstanceSnapshot, ProcessInfo
@@ -76,11 +77,11 @@ class Classifier:
             what = "no heartbeat yet" if p.heartbeat_mono <= 0 else f"heartbeat {_fmt_s(age)} old"
             if p.heartbeat_mono <= 0 and p.state == ProcState.STARTING:
                 # A row is claimed before the first heartbeat: give start-up its timeout.
-                started_age = snap_age_from_started(p)
+                started_age = _claimed_age_ns(p)
                 if started_age is not None and started_age < timeout_s * 1e9:
                     return Verdict.OK, "starting", age
             return Verdict.HUNG, f"{what} > {timeout_s:g}s while {p.state.name}", age
-        if p.state in (ProcState.RUNNING,):
+        if p.state == ProcState.RUNNING:  # a paused or halted process is expected to be still
             idle = self._idle_reason(p, snap, now)
             if idle:
                 return Verdict.IDLE, idle, age
@@ -138,10 +139,8 @@ class Classifier:
         return slow
 
 
-def snap_age_from_started(p: ProcessInfo) -> int | None:
+def _claimed_age_ns(p: ProcessInfo) -> int | None:
     """ns since the row was claimed (realtime), None when unknown."""
-    import time
-
     if p.started_ts <= 0:
         return None
     return time.time_ns() - p.started_ts
