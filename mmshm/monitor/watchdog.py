@@ -73,6 +73,7 @@ class Watchdog:
         self._current: dict[int, _Current] = {}     # process row -> current verdict
         self._gaps: dict[tuple[str, str, int], int] = {}  # (segment, reader, pid) -> gaps seen
         self._kills: dict[int, tuple[int, int]] = {}  # pid -> (signal sent, mono when)
+        self._errors_seen: set[str] = set()  # snapshot errors already logged
         self.halt = False
         self.halt_reason = ""
         self.halt_since = 0
@@ -108,6 +109,10 @@ class Watchdog:
         self._log_gaps(snap)
         if snap.errors:
             self.counters[C_SEGMENT_ERRORS] += len(snap.errors)
+            for err in set(snap.errors) - self._errors_seen:
+                log.error("segment unreadable", extra={"event": "segment_error", "error": err,
+                                                       "instance": self.instance})
+        self._errors_seen = set(snap.errors)
         self.counters[C_CHECKS] += 1
         return assessments
 
