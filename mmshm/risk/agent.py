@@ -28,6 +28,7 @@ class RiskAgent:
         self._book = np.zeros(1, dtype=BOOK_ROW)
         self._rows = engine.control_rows()
         self._next_ns = 0
+        self._book_versions: dict[int, int] = {}
         self.events = 0
         self.evaluations = 0
         self.book_busy = 0
@@ -54,12 +55,16 @@ class RiskAgent:
         from mmshm.shm import SeqlockBusy
 
         for i in self.engine.specs:
+            if self.books.version(i) == self._book_versions.get(i):
+                continue                 # unchanged row: a dead feed's last LIVE book must not look fresh
             try:
                 self.books.read_into(i, self._book)
             except SeqlockBusy:
                 self.book_busy += 1      # no fresh top: staleness keeps counting
                 continue
-            if self._book[0]["version"]:
+            v = int(self._book[0]["version"])
+            if v:
+                self._book_versions[i] = v
                 self.engine.on_book_row(self._book[0])
         self.engine.evaluate()
         self.engine.control_rows(self._rows)

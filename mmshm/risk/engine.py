@@ -85,6 +85,7 @@ class RiskEngine:
         self.events: deque[dict] = deque(maxlen=256)
         self.drops: dict[str, int] = {}
         self.metrics = Metrics()
+        self.external_halt = ""
 
     # ------------------------------------------------------------------ inputs
     def _drop(self, why: str) -> None:
@@ -97,6 +98,9 @@ class RiskEngine:
         if kind == OrderEventKind.FILL:
             return self.on_fill(int(ev["instrument"]), int(ev["side"]), int(ev["fill_px"]), int(ev["fill_qty"]),
                                 int(ev["fee"]), int(ev["client_id"]), int(ev["trade_id"]), int(ev["venue_ts"]))
+        if kind == OrderEventKind.RECONCILE and int(ev["client_id"]) == 0:
+            self.on_position_report(int(ev["instrument"]), int(ev["side"]), int(ev["qty"]), int(ev["price"]))
+            return None
         if kind in (OrderEventKind.ACK, OrderEventKind.AMENDED, OrderEventKind.CANCELED):
             self.counters.on_request_ok()
         elif kind in (OrderEventKind.REJECT, OrderEventKind.CANCEL_REJECT):
@@ -174,6 +178,29 @@ class RiskEngine:
         p.cost = Fraction(entry_px) * abs(p.position) if p.position else Fraction(0)
         self.events.append({"ts": self.clock.realtime_ns(), "event": "reconcile", "instrument": instrument,
                             "position": int(position), "entry_px": float(entry_px)})
+
+    def on_position_report(self, instrument: int, side: int, qty: int, entry_px: int) -> None:
+        """The venue's position from an executor RECONCILE event with ``client_id`` 0
+        (docs/CONTRACTS.md): ``side`` BUY long / SELL short / NONE flat, ``qty`` lots,
+        ``entry_px`` average entry in ticks. Adopted only when it differs from ours."""
+        if instrument not in self.specs:
+            self._drop("position_unknown_instrument")
+            return
+        if qty < 0 or (qty > 0 and (side not in (Side.BUY, Side.SELL) or entry_px <= 0)):
+            self._drop("position_invalid")
+            return
+        venue = 0 if qty == 0 else (qty if side == Side.BUY else -qty)
+        if venue != self.positions[instrument].position:
+            log.warning("risk: adopting the venue's position for %s: %d lots (ours %d)",
+                        self.specs[instrument].symbol, venue, self.positions[instrument].position)
+            self.reconcile_position(instrument, venue, entry_px)
+
+    def hold_halt(self, reason: str) -> None:
+        """Keep mode HALT while an outside authority says so (the watchdog's HALT flag);
+        ``""`` releases the hold. The halt itself (count, post-mortem, re-entry) is
+        :meth:`halt`; this only stops re-entry from quoting while the flag is up."""
+        self.external_halt = reason
+        self._recompute(self.clock.realtime_ns())
 
     def set_equity_base(self, equity: int) -> None:
         """Re-base equity from the venue's balance (FEE_SCALE units) without touching PnL."""
@@ -310,7 +337,7 @@ class RiskEngine:
                     iflags[b.instrument] |= FLAG_PULL
             elif b.action == Action.ALERT:
                 gflags |= FLAG_ALERT
-        if self.halts.halted:
+        if self.halts.halted or self.external_halt:
             gmodes.append(Mode.HALT)
         if self.flatten_requested:
             gmodes.append(Mode.FLATTEN)
@@ -319,6 +346,8 @@ class RiskEngine:
         mode = most_restrictive(*gmodes)
         if self.halts.halted:
             reason = self.halts.reason
+        elif self.external_halt:
+            reason = TriggerCode.WATCHDOG
         else:
             for b in sorted(self.breaches, key=lambda x: -int(x.action)):
                 if b.instrument is None and b.action != Action.HALT:
