@@ -267,6 +267,16 @@ def test_sync_then_gap_goes_stale_at_once_and_resyncs():
     assert d.kinds() == [(STATUS, LIVE), (TOP, LIVE)]
 
 
+def test_late_snapshot_while_in_sync_is_ignored():
+    d = live_driver()
+    assert d.snap(snapshot(101, [("90.0", "1.000")], [("110.0", "1.000")])) == 0
+    assert d.md.in_sync and d.md.book.best() == (1000, 1500, 1001, 1000)
+    # a newer one is taken, and the stream continues from it by the first-diff rule
+    d.snap(snapshot(104, [("100.0", "7.000")], [("100.1", "1.000")]))
+    d.frame(depth(104, 105, 103, asks=[("100.1", "0.500")]))
+    assert d.md.in_sync and d.md.book.best() == (1000, 7000, 1001, 500) and d.md.status == LIVE
+
+
 def test_snapshot_older_than_buffer_asks_again():
     d = Driver()
     d.start(1)

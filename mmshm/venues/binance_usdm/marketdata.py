@@ -220,6 +220,8 @@ class BinanceUsdmBook:
         rules; only the final state is reported (at most one STATUS and one BOOK_TOP)."""
         p, core = self.parser, self.core
         core.begin()
+        if core.in_sync and p.last_update_id <= core.last_update_id:
+            return 0        # older than the book we hold (e.g. a late answer): nothing to learn
         self.book.load_bound(p.n_bids, p.n_asks)
         core.clear_pending()
         core.count(_C["snapshots"])
