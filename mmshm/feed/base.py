@@ -1,0 +1,88 @@
+"""What the feed service needs from a venue source, and the helpers every source shares.
+
+A source (Binance USD-M / the simulated venue, Hyperliquid, a capture replay) turns venue
+frames into MARKET_EVENTs in the ``md`` ring and BOOK_ROWs in the ``book`` table. The
+service (``mmshm.feed.service``) owns the segments, the process row, signals and
+sd_notify; a source owns its sockets and books. The split keeps the venue logic testable
+without a process and the process logic the same for every venue.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+
+from mmshm.instruments import InstrumentSpec
+
+#: Called after every frame (or batch of frames) a source handled: the service
+#: heartbeats its process row from it, so a loop stuck in a callback shows as hung.
+Beat = Callable[[], None]
+
+
+class LatencyWindow:
+    """Venue-to-local latency samples (local receive ns - venue event ns).
+
+    ``add`` is one store into a preallocated array (cheap enough per frame); the service
+    drains the samples now and then into the shared latency histogram and the p50/max
+    counters. When the buffer is full, later samples of the window are counted but not
+    kept (the histogram is a sample, the count is exact).
+    """
+
+    __slots__ = ("buf", "n", "overflow")
+
+    def __init__(self, size: int = 1 << 14) -> None:
+        self.buf = np.zeros(size, np.int64)
+        self.n = 0
+        self.overflow = 0
+
+    def add(self, ns: int) -> None:
+        n = self.n
+        if n < len(self.buf):
+            self.buf[n] = ns
+            self.n = n + 1
+        else:
+            self.overflow += 1
+
+    def drain(self) -> np.ndarray:
+        """The samples since the last drain (a copy) and reset."""
+        out = self.buf[: self.n].copy()
+        self.n = 0
+        self.overflow = 0
+        return out
+
+
+class FeedSource(Protocol):
+    """One venue connection (or replay) feeding the instance's md ring and book table."""
+
+    #: the instruments, in index order (known after ``prepare``)
+    specs: list[InstrumentSpec]
+
+    async def prepare(self) -> list[InstrumentSpec]:
+        """Fetch what is needed before segments exist (exchangeInfo); returns the specs."""
+
+    def bind(self, md_writer, book_table) -> None:
+        """Publish into these segments from now on (instrument i -> book row i)."""
+
+    async def run(self) -> None:
+        """Connect and keep going until ``stop``."""
+
+    async def stop(self) -> None:
+        """Stop receiving; publish DISCONNECTED for every instrument."""
+
+    def totals(self) -> dict[str, int]:
+        """md_events, md_gaps, reconnects, book_resyncs, snapshots, msg_depth, msg_ticker, msg_trade."""
+
+    def drops(self) -> dict[str, int]:
+        """Dropped frames by reason."""
+
+    def statuses(self) -> list[int]:
+        """MdStatus of each instrument."""
+
+    def details(self) -> dict:
+        """Everything countable, for the log (per-instrument sync counters, connection stats)."""
+
+
+def now_ns() -> int:
+    """Realtime ns (venue and local receive times are realtime, see docs/CONTRACTS.md)."""
+    return time.time_ns()

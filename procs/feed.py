@@ -1,0 +1,55 @@
+"""The feed process: ``python -m mmshm.procs.feed [--config FILE] [--set k=v ...]``.
+
+Thin wiring: the config's ``[venue]`` selects the source (``mmshm.feed.endpoints``) and
+``[feed]`` its behaviour (depth stream speed, book depth, stale_after_s, reconnect
+backoff, ping interval); ``mmshm.feed.service.FeedService`` runs it on uvloop, creating
+the instance's ``md``, ``book`` and ``instruments`` segments, heartbeating the ``feed``
+row of the process table, READY to systemd after the first synchronised book.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from mmshm.config import ConfigError, add_config_arguments, config_from_args
+from mmshm.feed import FeedConfigError, FeedService, LatencyWindow, settings_from_config, source_from_config
+from mmshm.log import setup_logging_from_config, shutdown_logging
+from mmshm.venues.connection import run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mmshm.procs.feed",
+                                description="mmshm feed: venue market data into the md ring and book table")
+    add_config_arguments(p)
+    p.add_argument("--trades", choices=("trade", "aggTrade"), default="trade",
+                   help="Binance public trades stream (default: trade)")
+    p.add_argument("--unlink-on-exit", action="store_true",
+                   help="remove the md/book/instruments segments at exit (default: leave them for readers)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"feed: {exc}", file=sys.stderr)
+        return 2
+    setup_logging_from_config("feed", cfg)
+    try:
+        latency = LatencyWindow()
+        try:
+            source = source_from_config(cfg, trades=args.trades, latency=latency)
+        except (FeedConfigError, FileNotFoundError, ValueError) as exc:
+            print(f"feed: {exc}", file=sys.stderr)
+            return 2
+        service = FeedService(source, settings_from_config(cfg, unlink_on_exit=args.unlink_on_exit),
+                              latency=latency)
+        return run(service.run())
+    finally:
+        shutdown_logging()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
