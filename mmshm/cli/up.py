@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         only = [r for r in args.roles.split(",") if r] if args.roles else None
         sup = Supervisor(cfg, _config_args(args), log_dir=args.log_dir, on_event=emit,
                          policy=RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window),
-                         only=only)
+                         only=only, ready_timeout_s=args.ready_timeout)
     except (KeyError, ValueError) as exc:
         print(f"mmshm up: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="events and status as JSON lines on stdout")
     p.add_argument("--log-dir", help="children's JSON-lines logs (default <state_dir>/<instance>/logs)")
     p.add_argument("--roles", metavar="R1,R2", help="run only these roles (default: every role that exists)")
+    p.add_argument("--ready-timeout", type=float, default=None, metavar="S",
+                   help="seconds to wait for each role to be RUNNING before starting the next (default 20)")
     p.add_argument("--max-restarts", type=int, default=5, help="restarts within --restart-window before giving up")
     p.add_argument("--restart-window", type=float, default=120.0, metavar="S", help="window of --max-restarts")
     p.set_defaults(func=run)

@@ -96,7 +96,7 @@ class Supervisor:
                  policy: RestartPolicy | None = None, only: Sequence[str] | None = None,
                  skip: Sequence[str] = (), env: dict[str, str] | None = None,
                  on_event: EventSink | None = None, venue_timeout_s: float = 20.0,
-                 python: str = sys.executable) -> None:
+                 ready_timeout_s: float | None = None, python: str = sys.executable) -> None:
         self.cfg = cfg
         self.instance: str = cfg.instance
         self.config_args = list(config_args)
@@ -108,6 +108,7 @@ class Supervisor:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.on_event = on_event
         self.venue_timeout_s = venue_timeout_s
+        self.ready_timeout_s = ready_timeout_s
         self.python = python
         self.children: dict[str, Child] = {}
         self.venue_urls: dict[str, str] = {}
@@ -118,6 +119,7 @@ class Supervisor:
         self._commands = None
         self._logs: dict[str, RoleLog] = {}
         self._events_log: RoleLog | None = None
+        self._owns_instance = False
 
     # ------------------------------------------------------------------ events
     def _event(self, event: str, msg: str, level: str = "INFO", **fields) -> None:
@@ -155,6 +157,7 @@ class Supervisor:
         from mmshm.supervisor.commands import open_table
 
         self.check()
+        self._owns_instance = True    # from here on, stop() cleans the instance up
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._events_log = RoleLog(self.log_dir, "supervisor")
         swept = sweep_dead(self.instance)
@@ -179,7 +182,8 @@ class Supervisor:
         if spec.name == "executor":   # SIGTERM runs a verified cancel-all: give it its budget and more
             stop_timeout = max(stop_timeout, float(self.cfg.executor.cancel_all_timeout_s) + 5.0)
         argv = [self.python, "-m", spec.module, *self.config_args, *self.venue_overrides]
-        child = Child(spec.name, lambda: list(argv), stop_timeout, spec.ready_timeout_s,
+        ready_timeout = spec.ready_timeout_s if self.ready_timeout_s is None else self.ready_timeout_s
+        child = Child(spec.name, lambda: list(argv), stop_timeout, ready_timeout,
                       RestartTracker(self.policy))
         self.children[spec.name] = child
         return child
@@ -380,7 +384,7 @@ class Supervisor:
             self._event("halt", f"HALT requested: {reason} ({res.detail})", level="ERROR",
                         signalled=res.signalled, confirmed=res.confirmed)
         except (NotRunning, TimeoutError, segmod.ShmError) as exc:
-            self._event("halt", f"HALT could not be delivered: {exc}", level="ERROR")
+            self._event("halt", f"HALT ({reason}) could not be delivered: {exc}", level="ERROR", confirmed=False)
 
     def summary(self) -> dict:
         """Per child: state, pid, starts, last exit (for the status line and --json)."""
@@ -397,8 +401,14 @@ class Supervisor:
         self.stopping = True
 
     def stop(self) -> None:
-        """Stop every child in STOP_ORDER (venue last), then remove the instance's segments."""
+        """Stop every child in STOP_ORDER (venue last), then remove the instance's segments.
+
+        A supervisor that never got past ``check()`` (e.g. the instance was already running)
+        touches nothing: the segments belong to the live instance.
+        """
         self.stopping = True
+        if not self._owns_instance:
+            return
         names = stop_order([n for n in self.children if n != VENUE])
         if VENUE in self.children:
             names.append(VENUE)

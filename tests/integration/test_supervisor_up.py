@@ -1,0 +1,188 @@
+"""`mmshm up` with the roles that exist: start in order, restart after SIGKILL, stop in order on
+SIGINT leaving no segment and no child; --duration; give up + halt; a killed supervisor's
+children follow it (parent-death signal); a second `mmshm up` on a live instance refuses.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mmshm.agent.proctable import ProcessTable
+from mmshm.supervisor.roles import STOP_ORDER, select_roles
+
+SHM = Path("/dev/shm")
+
+
+def segments(instance: str) -> list[str]:
+    return sorted(p.name for p in SHM.glob(f"mmshm-{instance}-*"))
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie is gone for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class Up:
+    """`mmshm up --json` as a child; its JSON lines collected by a thread."""
+
+    def __init__(self, spawn, instance: str, tmp: Path, *extra: str) -> None:
+        argv = [sys.executable, "-m", "mmshm", "up", "--profile", "ci", "--instance", instance, "--json",
+                "--log-dir", str(tmp / "logs"), "--set", f"state_dir={tmp}", *extra]
+        self.proc = spawn(argv)
+        self.lines: list[dict] = []
+        self.stderr = b""
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in iter(self.proc.stdout.readline, b""):
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                rec = {"type": "text", "msg": raw.decode(errors="replace")}
+            with self._cond:
+                self.lines.append(rec)
+                self._cond.notify_all()
+
+    def _read_err(self) -> None:
+        self.stderr = self.proc.stderr.read()
+
+    def events(self, event: str, **match) -> list[dict]:
+        with self._cond:
+            return [r for r in self.lines if r.get("event") == event
+                    and all(r.get(k) == v for k, v in match.items())]
+
+    def wait(self, pred, timeout: float = 20.0, what: str = ""):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = pred()
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and not value:
+                    raise AssertionError(f"timed out waiting for {what}; rc={self.proc.poll()} "
+                                         f"lines={self.lines[-15:]} stderr={self.stderr[-2000:]!r}")
+                self._cond.wait(min(left, 0.2))
+
+    def wait_event(self, event: str, timeout: float = 20.0, after: int = 0, **match) -> dict:
+        return self.wait(lambda: next(iter(self.events(event, **match)[after:]), None), timeout,
+                         f"event {event} {match}")
+
+
+@pytest.mark.timeout(60)
+def test_up_starts_restarts_and_stops_in_order(spawn, instance, tmp_path):
+    expected, _ = select_roles()
+    up = Up(spawn, instance, tmp_path, "--status-interval", "1")
+    venue = up.wait_event("venue")
+    assert venue["urls"]["rest"].startswith("http://127.0.0.1:")
+    up.wait_event("ready", role="watchdog", timeout=25)
+    started = {e["role"]: e["pid"] for e in up.events("started")}
+    assert set(started) >= {"venue", *[r.name for r in expected if r.name != "exporter"]} - {"exporter"}
+
+    # Every ready role is registered in the process table under the pid we started.
+    table = ProcessTable.attach(instance)
+    try:
+        rows = table.read_all()
+        registered = {bytes(r["role"]).rstrip(b"\0").decode(): int(r["pid"]) for r in rows if int(r["pid"])}
+    finally:
+        table.close()
+    for e in up.events("ready"):
+        assert registered.get(e["role"]) == e["pid"], (e, registered)
+
+    # SIGKILL one child: the supervisor restarts it (new pid, ready again).
+    victim = up.events("ready", role="watchdog")[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    exited = up.wait_event("exited", role="watchdog")
+    assert exited["code"] == -signal.SIGKILL and exited["pid"] == victim
+    again = up.wait_event("ready", role="watchdog", after=1, timeout=20)
+    assert again["pid"] != victim
+    up.wait(lambda: [r for r in up.lines if r.get("type") == "status"], what="a status line")
+
+    pids = [e["pid"] for e in up.events("started")]
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(timeout=45) == 0
+    up.wait_event("stopped", timeout=5)
+    order = [e["role"] for e in up.events("child_stopped") + up.events("child_killed")]
+    order.sort(key=lambda r: [e["role"] for e in up.lines if e.get("event") in ("child_stopped", "child_killed")]
+               .index(r))
+    ranked = [r for r in order if r != "venue"]
+    assert ranked == sorted(ranked, key=STOP_ORDER.index)
+    assert order[-1] == "venue"
+    assert segments(instance) == []
+    deadline = time.monotonic() + 5
+    while not all(pid_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in pids if not pid_gone(p)] == []
+    # Children's output is in the log directory as JSON lines.
+    logs = tmp_path / "logs"
+    assert (logs / "supervisor.jsonl").exists() and (logs / "watchdog.jsonl").exists()
+    for line in (logs / "watchdog.jsonl").read_bytes().splitlines():
+        orjson.loads(line)
+
+
+@pytest.mark.timeout(60)
+def test_duration_stops_by_itself_and_a_second_up_refuses(spawn, instance, tmp_path):
+    argv = [sys.executable, "-m", "mmshm", "up", "--profile", "ci", "--instance", instance, "--roles", "watchdog",
+            "--duration", "6", "--status-interval", "1", "--log-dir", str(tmp_path / "logs"),
+            "--set", f"state_dir={tmp_path}"]
+    first = spawn(argv)
+    deadline = time.monotonic() + 20
+    while not any(s.endswith("-procs") for s in segments(instance)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = spawn(argv[:-6] + ["--duration", "1"])
+    _, err2 = second.communicate(timeout=30)
+    assert second.returncode == 1 and b"already running" in err2, err2
+    out, err = first.communicate(timeout=40)
+    assert first.returncode == 0, err
+    status = [ln for ln in out.decode().splitlines() if "PnL=" in ln]
+    assert status and "Mode=" in status[0] and "Procs=2/2" in status[-1], out
+    assert b"watchdog ready" in err and b"--duration 6 s reached" in err
+    assert segments(instance) == []
+
+
+@pytest.mark.timeout(90)
+def test_gives_up_and_halts_after_too_many_restarts(spawn, instance, tmp_path):
+    up = Up(spawn, instance, tmp_path, "--roles", "feed,risk,watchdog", "--max-restarts", "1",
+            "--restart-window", "60", "--ready-timeout", "10")
+    first = up.wait_event("ready", role="watchdog", timeout=40)["pid"]
+    assert up.events("ready", role="risk"), up.lines
+    os.kill(first, signal.SIGKILL)
+    second = up.wait_event("ready", role="watchdog", after=1)["pid"]
+    os.kill(second, signal.SIGKILL)
+    gave_up = up.wait_event("gave_up", role="watchdog")
+    assert "1 restarts within 60 s" in gave_up["msg"]
+    halt = up.wait_event("halt")
+    assert "watchdog gave up" in halt["msg"] and halt["confirmed"], halt    # risk shows HALT
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(timeout=30) == 0
+    assert segments(instance) == []
+
+
+@pytest.mark.timeout(60)
+def test_children_follow_a_killed_supervisor(spawn, instance, tmp_path):
+    up = Up(spawn, instance, tmp_path, "--roles", "watchdog")
+    up.wait_event("ready", role="watchdog")
+    pids = [e["pid"] for e in up.events("started")]
+    assert len(pids) == 2                       # venue + watchdog
+    os.kill(up.proc.pid, signal.SIGKILL)
+    up.proc.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while not all(pid_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in pids if not pid_gone(p)] == []
