@@ -277,6 +277,8 @@ class ExecutorConfig:
     breaker_reject_window_s: float = _f(1.0, "window of the reject count", gt=0)
     breaker_backoff_base_s: float = _f(0.1, "first breaker backoff (exponential, jittered)", gt=0)
     breaker_backoff_max_s: float = _f(30.0, "longest breaker backoff", gt=0)
+    control_stale_ms: int = _f(1000, "control block heartbeat older than this = no limits: HALT, cancel all", ge=1)
+    tick_interval_ms: int = _f(100, "housekeeping period (timeouts, reconnect, reconcile)", ge=1)
 
 
 RoleTimeouts = _roles_table(

@@ -91,13 +91,14 @@ class ExecutionSession:
         self._tasks: list[asyncio.Task] = []
         self._need_reconcile = False
         self._busy: set[str] = set()           # client ids with a request in flight
+        self._flatten_ids: set[str] = set()    # FLATTEN's reduce-only market orders (never quoted/diffed)
         self.latency_ns: deque[int] = deque(maxlen=self.cfg.latency_samples)  # target seen → socket
         self.venue_positions: dict[int, int] = {}
         self.last_reconcile: ReconcileReport | None = None
         self.last_cancel_all: CancelAllReport | None = None
         self.counters = {"publish_refused": 0, "places": 0, "amends": 0, "cancels": 0, "not_sent": 0,
                          "unknown_status": 0, "rejects": 0, "would_send": 0, "reconciles": 0,
-                         "cancel_alls": 0, "illegal": 0}
+                         "cancel_alls": 0, "illegal": 0, "flattens": 0}
 
     @property
     def symbols(self) -> list[str]:
@@ -164,7 +165,7 @@ class ExecutionSession:
         # new order is never placed beside it for the same level
         working = [o if o.pending_amend is None else
                    dataclasses.replace(o, price=o.pending_amend[0], qty=o.pending_amend[1])
-                   for o in self.working.live_orders(inst)]
+                   for o in self.working.live_orders(inst) if o.client_id not in self._flatten_ids]
         if mode >= Mode.HALT:
             r = row.copy()
             r["flags"] = int(r["flags"]) | 1
@@ -243,6 +244,57 @@ class ExecutionSession:
         else:
             await asyncio.gather(*jobs)
         return acts
+
+    def flatten_in_flight(self, instrument: int) -> bool:
+        """A FLATTEN order of ``instrument`` is still live (not filled, expired or rejected yet)."""
+        live = False
+        for cid in list(self._flatten_ids):
+            o = self.working.get(cid)
+            if o is None or not o.is_live:
+                self._flatten_ids.discard(cid)
+            elif o.instrument == instrument:
+                live = True
+        return live
+
+    async def flatten(self, instrument: int, max_order_qty: int = 0) -> int:
+        """FLATTEN: close the position with one reduce-only MARKET order of at most
+        ``max_order_qty`` lots (0 = the instrument's maximum order size).
+
+        Call it repeatedly (the executor does, every loop while in FLATTEN): it sends nothing
+        while a previous FLATTEN order is live or the position is flat, so each call sends at
+        most one order and a large position is closed in max-order-qty slices. The position
+        comes from our fills (adopted from the venue at reconciliation). Returns the lots sent.
+        Quoting orders are not touched here: the caller cancels them first (cancel-all).
+        Shadow and observe send nothing (there is no venue position to close).
+        """
+        if self.trading is None or self.shadow is not None:
+            return 0
+        pos = self.working.position.get(instrument, 0)
+        if pos == 0 or self.flatten_in_flight(instrument):
+            return 0
+        spec = self.instruments.spec(instrument)
+        cap = max_order_qty if max_order_qty > 0 else (int(spec.max_qty) or abs(pos))
+        qty = min(abs(pos), cap)
+        side = Side.SELL if pos > 0 else Side.BUY
+        cid, num = self.ids.next(0)
+        self._emit([self.working.new_sent(client_id=cid, cid_num=num, instrument=instrument, side=side,
+                                          price=0, qty=qty, md_seq=0, flags=FLAG_REDUCE_ONLY)])
+        self._flatten_ids.add(cid)
+        self.counters["flattens"] += 1
+        self.counters["places"] += 1
+        req = OrderRequest(self._symbol(instrument), side, 0, qty, cid, post_only=False, reduce_only=True,
+                           market=True)
+        self._busy.add(cid)
+        try:
+            res: VenueOrder | BaseException = await self.trading.place(req)
+        except BinanceError as exc:
+            res = exc
+        finally:
+            self._busy.discard(cid)
+        self._on_new_result(req, res, 0)
+        log.warning("flatten order sent", extra={"instrument": instrument, "side": side.name, "qty": qty,
+                                                 "position": pos, "client_id": cid})
+        return qty
 
     def _latency(self, seen_mono: int, sent_mono: int) -> None:
         if sent_mono and seen_mono and sent_mono >= seen_mono:

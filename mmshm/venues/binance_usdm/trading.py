@@ -471,9 +471,16 @@ class OrderRequest:
     client_id: str
     post_only: bool = True
     reduce_only: bool = False
+    market: bool = False      # a MARKET order (FLATTEN's reduce-only close): no price, no time in force
 
 
 def order_params(req: OrderRequest, spec: InstrumentSpec) -> dict[str, object]:
+    if req.market:
+        m: dict[str, object] = {"symbol": req.symbol, "side": _SIDE_STR[Side(req.side)], "type": "MARKET",
+                                "quantity": spec.lots_to_str(req.qty), "newClientOrderId": req.client_id}
+        if req.reduce_only:
+            m["reduceOnly"] = "true"
+        return m
     p: dict[str, object] = {
         "symbol": req.symbol, "side": _SIDE_STR[Side(req.side)], "type": "LIMIT",
         "timeInForce": "GTX" if req.post_only else "GTC",

@@ -1,0 +1,629 @@
+"""The executor process's service loop: shared memory in, :class:`ExecutionSession` out.
+
+``procs/executor.py`` only parses arguments and calls :func:`run_executor`. Everything the
+process does between the segments and the session lives here:
+
+- creates the ``orders`` gated ring (required readers ``risk`` and ``recorder``) and
+  publishes every ORDER_EVENT into it. A refused publish (ring full) is counted, logged as
+  an alarm and latches a HALT: nothing may be sent that cannot be recorded, so free slots
+  are also checked *before* every batch of requests (a short ring defers the targets);
+- attaches ``instruments`` (waits for it: the session needs the tick/lot grid), then
+  ``targets``, ``control`` and ``verdicts`` as they appear (retried, logged clearly).
+  Without a fresh control block there are no limits, so the executor is in HALT: it sends
+  no order and cancels everything;
+- the loop reads each instrument's TARGET_ROW when its seqlock version changes (or its
+  mode does) and calls ``session.on_targets(row, mode, seen_mono, control)`` with the
+  stricter of the global and instrument modes; ``session.tick()`` every ~100 ms;
+- cancel-all on every transition into HALT/FLATTEN (control block, watchdog HALT in
+  ``verdicts`` row 0, SIGUSR1, a stale/missing control block, a refused publish), at
+  start-up (after reconciliation, retried until verified) and on SIGTERM (the stop path:
+  ``session.stop(cancel=True)``); FLATTEN then closes the position with reduce-only
+  market orders of at most the control row's ``max_order_qty``;
+- heartbeat, named counters and sd_notify from an asyncio task, so a venue request that
+  takes seconds never makes the executor look hung while its event loop is alive.
+
+The agent runner (:mod:`mmshm.agent.runner`) is a synchronous duty cycle; the executor
+is an asyncio program (aiohttp sessions, the user-data stream, the dead-man refresher
+all live on one loop), so it reuses the runner's parts (process table row, signal flags,
+sd_notify, pinning) rather than the runner itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from mmshm.agent import signals as sig
+from mmshm.agent.counters import ROLE_COUNTERS
+from mmshm.agent.pinning import pin_current_process
+from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
+from mmshm.agent.sdnotify import SdNotifier
+from mmshm.execution.session import ExecutionSession, session_from_config
+from mmshm.instruments import InstrumentTable
+from mmshm.records import CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
+from mmshm.shm import GatedWriter, SeqlockTable, SegmentNotFound, ShmError
+from mmshm.venues.binance_usdm.trading import ExchangeEnv, InstrumentIndex
+
+log = logging.getLogger("mmshm.execution.process")
+
+ROLE = "executor"
+ORDERS_SEGMENT = "orders"
+REQUIRED_READERS = ("risk", "recorder")
+
+#: CONTROL_ROW.flags bits (defined by mmshm.risk.modes / mmshm.strategy.params).
+CONTROL_FLAG_PAUSED = 1 << 0
+CONTROL_FLAG_PULL = 1 << 1
+
+#: Why the executor is halted (bit flags in ``ExecutorService.halt_why``; logged by name).
+HALT_SIGNAL = 1          # SIGUSR1 (operator emergency halt, latched until restart)
+HALT_WATCHDOG = 2        # verdicts row 0
+HALT_NO_CONTROL = 4      # control block missing (not created / not written yet)
+HALT_STALE_CONTROL = 8   # control heartbeat older than executor.control_stale_ms
+HALT_RING = 16           # a publish was refused: events would be lost (latched)
+HALT_NAMES = {HALT_SIGNAL: "signal", HALT_WATCHDOG: "watchdog", HALT_NO_CONTROL: "no_control",
+              HALT_STALE_CONTROL: "stale_control", HALT_RING: "orders_ring_full"}
+
+
+def halt_text(why: int) -> str:
+    return ",".join(n for b, n in HALT_NAMES.items() if why & b) or "none"
+
+
+def sim_signer():
+    """The simulated venue's default test key (paper mode without configured credentials)."""
+    from mmshm.venues.binance_usdm.auth import Signer
+    from mmshm.venues.sim import auth as sim_auth
+
+    return Signer(sim_auth.DEFAULT_API_KEY, sim_auth.DEFAULT_API_SECRET)
+
+
+@dataclass
+class ServiceOptions:
+    """Knobs of the loop that are not trading policy (tests shorten them)."""
+    segment_retry_s: float = 0.2        # between attach attempts of a missing segment
+    segment_log_s: float = 5.0          # how often "still waiting for X" is logged
+    heartbeat_s: float = 0.02           # heartbeat/counters task period
+    start_retry_max_s: float = 5.0      # longest backoff between start-up attempts
+    ring_reserve: int = 64              # free orders-ring slots required before any request
+    idle_min_s: float = 0.0001          # first sleep when idle (backs off to idle_max_s)
+    idle_max_s: float = 0.001
+    busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
+
+
+class ExecutorService:
+    """The executor's asyncio service; see the module docstring.
+
+    ``session_factory(publish) -> ExecutionSession`` builds the session once the
+    instruments are known (default: :func:`session_from_config`). ``flags`` are the
+    process's signal flags (SIGTERM stop, SIGUSR1 halt, SIGUSR2 pause).
+    """
+
+    def __init__(self, cfg, *, flags: sig.SignalFlags | None = None, options: ServiceOptions | None = None,
+                 session_factory: Callable[[InstrumentIndex, Callable[[np.void], bool]], ExecutionSession] | None = None,
+                 notifier: SdNotifier | None = None, proc_table: ProcessTable | None = None) -> None:
+        self.cfg = cfg
+        self.instance = cfg.instance
+        self.flags = flags or sig.SignalFlags()
+        self.opt = options or ServiceOptions()
+        if cfg.idle.executor == "busy":
+            self.opt.busy_poll = True
+        self.opt.idle_max_s = max(self.opt.idle_min_s, cfg.idle.max_park_ns / 1e9)
+        self.session_factory = session_factory
+        self.notifier = notifier or SdNotifier()
+        self.proc_table = proc_table
+        self.slot: ProcessSlot | None = None
+        self.session: ExecutionSession | None = None
+        self.orders: GatedWriter | None = None
+        self.targets: SeqlockTable | None = None
+        self.control: SeqlockTable | None = None
+        self.verdicts: VerdictTable | None = None
+        self.index: InstrumentIndex | None = None
+        self.n_inst = 0
+        self.control_stale_ns = cfg.executor.control_stale_ms * 1_000_000
+        self.tick_ns = cfg.executor.tick_interval_ms * 1_000_000
+        # published-event tallies (the ring is the truth; these feed the counters)
+        self.refused = 0
+        self.acks = 0
+        self.fills = 0
+        self.drops = 0
+        self.deferred = 0
+        self.halt_why = 0
+        self.work_total = 0
+        self.idle_total = 0
+        self.mode_now = 0
+        self._ring_latched = False
+        self._last_wait_log: dict[str, float] = {}
+        self._next_attach = 0.0
+        self._target_version: list[int] = []
+        self._inst_mode: list[int] = []
+        self._inst_pull: list[bool] = []
+        self._ctl_rows: np.ndarray = np.zeros(0, CONTROL_ROW)
+        self._ctl_versions: list[int] = []
+        self._verdict_version = -1
+        self._watchdog_halt = False
+        self._halt_cancel_pending: set[int] = set()   # instruments whose halt cancel-all must be retried
+        self._next_halt_retry = 0
+        self._lat_quote = self._lat_ack = self._lat_tick = None
+        self._lat_seen = 0
+        self.ready = False
+        self.exit_reason = ""
+
+    # ------------------------------------------------------------------ publishing
+    def publish(self, rec: np.void) -> bool:
+        """The session's sink: one ORDER_EVENT into the orders ring. A refusal latches HALT."""
+        if self.orders.try_publish(rec):
+            kind = rec["kind"]
+            if kind == K.FILL:
+                self.fills += 1
+            elif kind == K.ACK:
+                self.acks += 1
+                if self._lat_ack is not None and rec["sent_mono"] > 0:
+                    d = int(rec["event_mono"]) - int(rec["sent_mono"])
+                    if d >= 0:
+                        self._lat_ack.record(d)
+            return True
+        self.refused += 1
+        if not self._ring_latched:
+            self._ring_latched = True
+            self.halt_why |= HALT_RING
+            log.critical("orders ring refused an event (required reader behind): HALT, cancelling all; "
+                         "restart the executor once risk and recorder keep up",
+                         extra={"refused": self.refused, "free_slots": self.orders.free_slots()})
+        return False
+
+    def ring_has_room(self) -> bool:
+        """Enough free slots for the events of one batch of requests and their answers."""
+        return self.orders.free_slots() >= self.opt.ring_reserve
+
+    # ------------------------------------------------------------------ segments
+    def _waiting(self, what: str, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last_wait_log.get(what, -1e9) >= self.opt.segment_log_s:
+            self._last_wait_log[what] = now
+            log.warning(f"executor waiting for segment {what!r} ({detail}); retrying every "
+                        f"{self.opt.segment_retry_s:g} s", extra={"segment": what, "instance": self.instance})
+
+    async def wait_instruments(self) -> InstrumentIndex | None:
+        """The instruments table (written by the feed); None if stopped while waiting."""
+        while not self.flags.stop:
+            try:
+                table = InstrumentTable.read_segment(self.instance)
+                if len(table):
+                    return InstrumentIndex(list(table))
+                self._waiting("instruments", "empty")
+            except (SegmentNotFound, ShmError, FileNotFoundError) as exc:
+                self._waiting("instruments", f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(self.opt.segment_retry_s)
+        return None
+
+    def attach_missing(self) -> None:
+        """Attach targets/control/verdicts if not yet attached (called from the loop)."""
+        now = time.monotonic()
+        if now < self._next_attach:
+            return
+        self._next_attach = now + self.opt.segment_retry_s
+        if self.targets is None:
+            try:
+                self.targets = SeqlockTable.attach(self.instance, "targets", TARGET_ROW)
+                log.info("attached targets", extra={"rows": self.targets.rows})
+            except (SegmentNotFound, ShmError) as exc:
+                self._waiting("targets", f"the quoter creates it: {exc}")
+        if self.control is None:
+            try:
+                self.control = SeqlockTable.attach(self.instance, "control", CONTROL_ROW)
+                self._ctl_rows = np.zeros(self.control.rows, CONTROL_ROW)
+                self._ctl_versions = [-1] * self.control.rows
+                log.info("attached control", extra={"rows": self.control.rows})
+            except (SegmentNotFound, ShmError) as exc:
+                self._waiting("control", f"risk creates it; HALT until then: {exc}")
+        if self.verdicts is None:
+            try:
+                self.verdicts = VerdictTable.attach(self.instance)
+                log.info("attached verdicts (watchdog HALT flag)")
+            except (SegmentNotFound, ShmError) as exc:
+                self._waiting("verdicts", f"the watchdog creates it; its HALT is not seen until then: {exc}")
+
+    # ------------------------------------------------------------------ modes
+    def _read_control(self, now: int) -> None:
+        """Refresh the control rows whose version changed; update the control halt bits."""
+        why = self.halt_why & ~(HALT_NO_CONTROL | HALT_STALE_CONTROL)
+        ctl = self.control
+        if ctl is None:
+            self.halt_why = why | HALT_NO_CONTROL
+            return
+        rows = self._ctl_rows
+        needed = [0] + [1 + i for i in range(self.n_inst)]
+        for r in needed:
+            if r >= len(rows):
+                why |= HALT_NO_CONTROL
+                continue
+            v = ctl.version(r)
+            if v != self._ctl_versions[r]:
+                try:
+                    rows[r] = ctl.read(r)
+                    self._ctl_versions[r] = v
+                except ShmError:
+                    pass                     # writer mid-update for too long: keep the last copy
+            if self._ctl_versions[r] <= 0:
+                why |= HALT_NO_CONTROL
+            elif now - int(rows[r]["heartbeat_mono"]) > self.control_stale_ns:
+                why |= HALT_STALE_CONTROL
+        self.halt_why = why
+
+    def _read_verdicts(self) -> None:
+        if self.verdicts is None:
+            return
+        v = self.verdicts.table.version(0)
+        if v != self._verdict_version:
+            self._verdict_version = v
+            head = self.verdicts.read(0)
+            halt = bool(int(head["halt"]))
+            if halt != self._watchdog_halt:
+                log.warning("watchdog HALT " + ("raised" if halt else "cleared"),
+                            extra={"reason": bytes(head["reason"]).rstrip(b"\0").decode("utf-8", "replace")})
+            self._watchdog_halt = halt
+        if self._watchdog_halt:
+            self.halt_why |= HALT_WATCHDOG
+        else:
+            self.halt_why &= ~HALT_WATCHDOG
+
+    def instrument_mode(self, inst: int) -> Mode:
+        """Stricter of the global and instrument modes; HALT for any process-level halt."""
+        if self.halt_why:
+            base = Mode.HALT
+        else:
+            base = Mode.NORMAL
+        if self.control is None or len(self._ctl_rows) <= 1 + inst:
+            return Mode.HALT
+        g = int(self._ctl_rows[0]["mode"])
+        m = int(self._ctl_rows[1 + inst]["mode"])
+        mode = max(g, m, int(base))
+        if mode > Mode.FLATTEN:
+            mode = Mode.HALT                 # an unknown mode is not a license to trade
+        return Mode(mode)
+
+    def instrument_pulled(self, inst: int) -> bool:
+        """Paused (SIGUSR2 / control flag) or risk asks to pull quotes: no quotes, no halt."""
+        if self.flags.paused:
+            return True
+        flags = int(self._ctl_rows[0]["flags"]) | int(self._ctl_rows[1 + inst]["flags"])
+        return bool(flags & (CONTROL_FLAG_PAUSED | CONTROL_FLAG_PULL))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start_session(self) -> bool:
+        """Connect and reconcile (retried with backoff), then a verified cancel-all of leftovers."""
+        delay = 0.2
+        while not self.flags.stop:
+            try:
+                await self.session.start()
+                break
+            except Exception as exc:  # noqa: BLE001 - a venue down at start-up is retried, not fatal
+                log.error("executor start-up failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}",
+                                                                        "retry_s": delay})
+                try:
+                    await self.session.stop(cancel=False)
+                except Exception:  # noqa: BLE001
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.opt.start_retry_max_s)
+        else:
+            return False
+        if self.session.trading is None:
+            return True
+        rec = self.session.last_reconcile
+        if rec is not None:
+            log.info("start-up reconciliation", extra={"unknown_canceled": rec.unknown_canceled,
+                                                       "position_diffs": rec.position_diffs, "ok": rec.ok})
+        delay = 0.2
+        while not self.flags.stop:
+            rep = await self.session.cancel_all()
+            log.info("start-up cancel-all", extra={"canceled": rep.canceled, "method": rep.method,
+                                                   "verified": rep.verified, "remaining": rep.remaining})
+            if rep.ok:
+                return True
+            log.error("start-up cancel-all not verified; retrying", extra={"errors": rep.errors[-3:]})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.opt.start_retry_max_s)
+        return False
+
+    async def _heartbeat_task(self) -> None:
+        """Heartbeat, counters and systemd pings while the event loop is alive."""
+        while True:
+            now = time.monotonic_ns()
+            self.update_counters()
+            if self.slot is not None:
+                self.slot.heartbeat(now, self.work_total, self.idle_total)
+            self.notifier.maybe_ping(now)
+            if self._lat_quote is not None:
+                for lat in (self._lat_quote, self._lat_ack, self._lat_tick):
+                    lat.publish(now)
+            await asyncio.sleep(self.opt.heartbeat_s)
+
+    def update_counters(self) -> None:
+        if self.slot is None or self.session is None:
+            return
+        c = self.slot.counters
+        s = self.session
+        sc = s.counters
+        vals = {"orders_sent": sc["places"], "acks": self.acks, "rejects": sc["rejects"], "fills": self.fills,
+                "cancels": sc["cancels"], "ring_full": self.refused, "drops": self.drops,
+                "cancel_all": sc["cancel_alls"], "amends": sc["amends"], "not_sent": sc["not_sent"],
+                "reconciles": sc["reconciles"], "mode": self.mode_now,
+                "position_lots": sum(s.working.position.values()), "fees": sum(s.working.fees.values())}
+        t = s.trading
+        if t is not None and hasattr(t, "ws"):
+            us = s.user_stream
+            vals["reconnects"] = max(0, t.ws.connects - 1) + (max(0, us.connects - 1) if us is not None else 0)
+            vals["breaker_state"] = int(t.breaker.state)
+        for i, name in enumerate(ROLE_COUNTERS[ROLE]):
+            if name in vals:
+                c[i] = int(vals[name])
+
+    async def run(self) -> int:
+        """The whole life of the process; returns the exit code."""
+        cfg = self.cfg
+        hb: asyncio.Task | None = None
+        code = 1
+        try:
+            if self.proc_table is not None:
+                self.slot = self.proc_table.claim(ROLE, cpu=-1 if cfg.role_cpu(ROLE) is None else cfg.role_cpu(ROLE))
+            hb = asyncio.get_running_loop().create_task(self._heartbeat_task())
+            self.orders = GatedWriter.create(self.instance, ORDERS_SEGMENT, ORDER_EVENT,
+                                             capacity=cfg.segments.orders_capacity, required=REQUIRED_READERS)
+            self.opt.ring_reserve = min(self.opt.ring_reserve, max(1, self.orders.capacity // 4))
+            self.index = await self.wait_instruments()
+            if self.index is None:
+                self.exit_reason = "stopped while waiting for instruments"
+                return 0
+            self.n_inst = len(self.index.specs)
+            self._target_version = [0] * self.n_inst
+            self._inst_mode = [-1] * self.n_inst
+            self._inst_pull = [False] * self.n_inst
+            self.session = (self.session_factory or self._default_session)(self.index, self.publish)
+            self._open_latency()
+            log.info("executor starting", extra={"mode": self.session.mode.value, "symbols": self.index.symbols,
+                                                 "orders_capacity": self.orders.capacity})
+            if not await self.start_session():
+                self.exit_reason = "stopped during start-up"
+                return 0
+            self.ready = True
+            if self.slot is not None:
+                self.slot.set_state(ProcState.RUNNING)
+            self.notifier.ready(status=f"executor: running ({self.session.mode.value})")
+            await self.loop()
+            code = 0
+            self.exit_reason = "stop requested"
+        except Exception as exc:
+            self.exit_reason = f"{type(exc).__name__}: {exc}"
+            log.exception("executor failed")
+        finally:
+            await self.shutdown(hb)
+        return code
+
+    def _default_session(self, index: InstrumentIndex, publish) -> ExecutionSession:
+        signer = None
+        if ExchangeEnv(self.cfg.mode) == ExchangeEnv.PAPER:
+            from mmshm.venues.binance_usdm.auth import load_signer
+            signer = load_signer() or sim_signer()
+        return session_from_config(self.cfg, index, publish, signer=signer)
+
+    def _open_latency(self) -> None:
+        try:
+            from mmshm.monitor.latency import LatencyRecorder
+            self._lat_quote = LatencyRecorder.open(self.instance, "quote_to_send")
+            self._lat_ack = LatencyRecorder.open(self.instance, "send_to_ack")
+            self._lat_tick = LatencyRecorder.open(self.instance, "tick_to_order")
+        except Exception as exc:  # noqa: BLE001 - metrics must never stop trading
+            log.warning("latency histograms unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
+            self._lat_quote = self._lat_ack = self._lat_tick = None
+
+    async def shutdown(self, hb: asyncio.Task | None) -> None:
+        """STOPPING, verified cancel-all (session.stop), row STOPPED, segments closed."""
+        self.notifier.stopping(status=f"executor: stopping ({self.exit_reason or 'stop'})")
+        if self.slot is not None:
+            self.slot.set_state(ProcState.STOPPING)
+        if self.session is not None:
+            try:
+                rep = await self.session.stop(cancel=True)
+                if rep is not None:
+                    log.info("stop cancel-all", extra={"canceled": rep.canceled, "method": rep.method,
+                                                       "verified": rep.verified, "remaining": rep.remaining})
+            except Exception:  # noqa: BLE001
+                log.exception("stop cancel-all failed")
+        self.update_counters()
+        if hb is not None:
+            hb.cancel()
+            try:
+                await hb
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        for lat in (self._lat_quote, self._lat_ack, self._lat_tick):
+            if lat is not None:
+                try:
+                    lat.publish()
+                    lat.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        if self.slot is not None:
+            self.slot.release()
+        for seg in (self.targets, self.control, self.verdicts, self.orders):
+            if seg is not None:
+                try:
+                    seg.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.notifier.close()
+        log.info("executor stopped", extra={"reason": self.exit_reason})
+
+    # ------------------------------------------------------------------ the loop
+    def _handle_flags(self) -> None:
+        f = self.flags
+        if f.halt and not self.halt_why & HALT_SIGNAL:
+            log.warning("SIGUSR1: emergency halt (latched until restart)")
+            self.halt_why |= HALT_SIGNAL
+            if self.slot is not None:
+                self.slot.set_state(ProcState.HALTED)
+        if self.slot is not None and not f.halt:
+            self.slot.set_state(ProcState.PAUSED if f.paused else ProcState.RUNNING)
+
+    async def loop(self) -> None:
+        s = self.session
+        flags = self.flags
+        seen_events = -1
+        next_tick = time.monotonic_ns() + self.tick_ns
+        idle_s = self.opt.idle_min_s
+        last_halt_why = -1
+        while not flags.stop:
+            if flags.events != seen_events:
+                seen_events = flags.events
+                self._handle_flags()
+                if flags.stop:
+                    break
+            self.attach_missing()
+            now = time.monotonic_ns()
+            self._read_control(now)
+            self._read_verdicts()
+            if self._ring_latched:
+                self.halt_why |= HALT_RING
+            if self.halt_why != last_halt_why:
+                if self.halt_why:
+                    log.warning("executor HALT", extra={"why": halt_text(self.halt_why)})
+                elif last_halt_why > 0:
+                    log.warning("executor halt lifted")
+                last_halt_why = self.halt_why
+            work = await self.step(now)
+            if now >= next_tick:
+                next_tick = now + self.tick_ns
+                await s.tick()
+                work += 1
+            if work:
+                self.work_total += work
+                idle_s = self.opt.idle_min_s
+                await asyncio.sleep(0)
+            else:
+                self.idle_total += 1
+                if self.opt.busy_poll:
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.sleep(idle_s)
+                    idle_s = min(idle_s * 2, self.opt.idle_max_s)
+
+    async def step(self, now: int) -> int:
+        """One pass over the instruments: halts/flatten first, then changed targets."""
+        s = self.session
+        work = 0
+        modes = [self.instrument_mode(i) for i in range(self.n_inst)]
+        self.mode_now = max(modes) if modes else int(Mode.HALT)
+        # transitions into HALT/FLATTEN: cancel-all of those symbols (verified)
+        entering = [i for i, m in enumerate(modes) if m >= Mode.HALT and self._inst_mode[i] < Mode.HALT]
+        retry = (self._halt_cancel_pending and now >= self._next_halt_retry)
+        if entering or retry:
+            insts = sorted(set(entering) | ({i for i in self._halt_cancel_pending if modes[i] >= Mode.HALT}))
+            if insts and s.trading is not None:
+                rep = await s.cancel_all([s.instruments.spec(i).symbol for i in insts])
+                log.warning("halt cancel-all", extra={"why": halt_text(self.halt_why), "instruments": insts,
+                                                      "canceled": rep.canceled, "method": rep.method,
+                                                      "verified": rep.verified, "remaining": rep.remaining})
+                if rep.ok:
+                    self._halt_cancel_pending.difference_update(insts)
+                else:
+                    self._halt_cancel_pending.update(insts)
+                    self._next_halt_retry = now + 1_000_000_000
+                work += 1
+            elif not insts:
+                self._halt_cancel_pending.clear()
+        for i, m in enumerate(modes):
+            prev_mode = self._inst_mode[i]
+            self._inst_mode[i] = int(m)
+            if m == Mode.FLATTEN and not self.halt_why and s.trading is not None:
+                if self.ring_has_room():
+                    cap = int(self._ctl_rows[1 + i]["max_order_qty"])
+                    if await s.flatten(i, cap):
+                        work += 1
+                continue
+            if m >= Mode.HALT:
+                continue                     # cancel-all above; nothing new while halted
+            if self.targets is None or i >= self.targets.rows:
+                continue
+            pulled = self.instrument_pulled(i)
+            v = self.targets.version(i)
+            if v == self._target_version[i] and int(m) == prev_mode and pulled == self._inst_pull[i]:
+                continue
+            if v == 0 and not pulled:
+                self._target_version[i] = 0
+                continue                     # the quoter has not written this row yet
+            seen = time.monotonic_ns()
+            if not self.ring_has_room():
+                self.deferred += 1           # retried next pass: version left unseen
+                continue
+            try:
+                row = self.targets.read(i)
+            except ShmError:
+                continue                     # writer mid-update: next pass
+            self._target_version[i] = v
+            self._inst_pull[i] = pulled
+            if int(row["instrument"]) != i:
+                self.drops += 1
+                log.error("target row for the wrong instrument dropped",
+                          extra={"row": i, "instrument": int(row["instrument"])})
+                continue
+            if pulled:
+                row = row.copy()
+                row["flags"] = int(row["flags"]) | 1
+            n_lat = len(s.latency_ns)
+            await s.on_targets(row, mode=m, seen_mono=seen, control=self._ctl_rows[1 + i])
+            self._record_latency(row, seen, n_lat)
+            work += 1
+        return work
+
+    def _record_latency(self, row: np.void, seen: int, n_before: int) -> None:
+        lat = self.session.latency_ns
+        new = len(lat) - n_before
+        if new <= 0 or self._lat_quote is None:
+            return
+        qm, mm = int(row["quote_mono"]), int(row["md_publish_mono"])
+        for k in range(len(lat) - new, len(lat)):
+            d = lat[k]
+            if qm > 0 and seen >= qm:
+                self._lat_quote.record(seen - qm + d)
+            if mm > 0 and seen >= mm:
+                self._lat_tick.record(seen - mm + d)
+
+
+# ---------------------------------------------------------------------- entry point
+
+def install_loop_signals(flags: sig.SignalFlags) -> None:
+    """Signals through the event loop (wakes it; the handler still only sets flags)."""
+    loop = asyncio.get_running_loop()
+    for signum in sig.HANDLED:
+        loop.add_signal_handler(signum, flags._handle, signum, None)
+
+
+async def _amain(cfg, options: ServiceOptions | None) -> int:
+    flags = sig.SignalFlags()
+    install_loop_signals(flags)
+    table = ProcessTable.open(cfg.instance, cfg.segments.procs_rows)
+    try:
+        svc = ExecutorService(cfg, flags=flags, options=options, proc_table=table)
+        return await svc.run()
+    finally:
+        table.close()
+
+
+def run_executor(cfg, options: ServiceOptions | None = None) -> int:
+    """Run the executor process for ``cfg`` on uvloop (asyncio if uvloop is missing)."""
+    cpu = cfg.role_cpu(ROLE)
+    if cpu is not None:
+        pin_current_process(cpu)
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        runner = asyncio.run
+    return runner(_amain(cfg, options))
+
+
+__all__ = ["ExecutorService", "ServiceOptions", "run_executor", "ROLE", "ORDERS_SEGMENT", "REQUIRED_READERS"]
