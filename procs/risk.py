@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent = RiskProcessAgent(engine, None, books, control, instance=inst, open_orders=open_orders,
                                  open_signals=lambda: SignalsTable.attach(inst), open_verdicts=open_verdicts,
                                  open_commands=lambda: _open_commands(inst),
-                                 evaluate_interval_s=args.evaluate_ms / 1000.0)
+                                 evaluate_interval_s=args.evaluate_ms / 1000.0,
+                                 journal_path=cfg.recorder.sqlite_path or None)
         log.info("risk started", extra={"instruments": [engine.specs[i].symbol for i in chosen],
                                         "equity": params.initial_equity, "postmortem_dir": str(params.postmortem_dir)})
         try:

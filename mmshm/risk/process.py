@@ -13,6 +13,8 @@ table, runs the triggers and writes the control rows):
   carries explicit HALT / RESUME / PAUSE / UNPAUSE requests;
 - the orders ring replaced (executor unlinked and re-created it): re-attach, as the
   recorder does; the reader slot's heartbeat is refreshed for ``mmshm status``;
+- a restart mid-ring (our reader cursor > 1): the fills the previous risk process applied
+  are replayed from the recorder's journal (mmshm.risk.recovery);
 - process-table counters (names in ``mmshm.agent.counters``), refreshed on a timer.
 
 Counter scales (risk row): ``pnl_e8``, ``daily_pnl_e8``, ``equity_e8``: quote asset ×
@@ -54,9 +56,11 @@ class RiskProcessAgent(RiskAgent):
                  open_orders: Callable[[], object] | None = None, open_signals: Callable[[], object] | None = None,
                  open_verdicts: Callable[[], object] | None = None, open_commands: Callable[[], object] | None = None,
                  evaluate_interval_s: float = 0.01, status_interval_s: float = 0.1, attach_retry_s: float = 1.0,
-                 signals_max_age_s: float = 5.0, batch: int = 256) -> None:
+                 signals_max_age_s: float = 5.0, journal_path: str | None = None, batch: int = 256) -> None:
         super().__init__(engine, orders, books, control, evaluate_interval_s, batch)
         self.instance = instance
+        self.journal_path = journal_path
+        self.recoveries: list = []
         self.open_orders = open_orders
         self.open_signals = open_signals
         self.open_verdicts = open_verdicts
@@ -228,7 +232,8 @@ class RiskProcessAgent(RiskAgent):
             try:
                 self.orders = self.open_orders()
                 self._orders_inode = posix_inode(self.instance, ORDERS_SEGMENT)
-                log.info("attached to the orders ring as required reader 'risk'")
+                log.info("attached to the orders ring as required reader 'risk'", extra={"cursor": self.orders.cursor})
+                self._recover()
             except segmod.SegmentNotFound:
                 pass
         if self.signals is not None:
@@ -252,6 +257,21 @@ class RiskProcessAgent(RiskAgent):
                 self.commands = self.open_commands()
             except segmod.SegmentNotFound:
                 pass
+
+    def _recover(self) -> None:
+        """Fills the previous risk process consumed from this ring (cursor > 1): from the journal."""
+        if self.orders.cursor <= 1:
+            return
+        if not self.journal_path:
+            log.error("risk: resumed mid-ring without a journal: earlier fills are not in the position",
+                      extra={"cursor": self.orders.cursor})
+            return
+        from mmshm.risk.recovery import recover_fills
+
+        keepalive = self.runner.keepalive if self.runner is not None else None
+        rep = recover_fills(self.engine, self.journal_path, int(self.orders.segment.header["created_ts"]),
+                            int(self.orders.cursor), keepalive=keepalive)
+        self.recoveries.append(rep)
 
     def _status(self, now: int) -> None:
         """Reader heartbeat, orders-ring replacement check, counters."""

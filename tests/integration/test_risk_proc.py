@@ -279,3 +279,32 @@ def test_risk_process_gives_up_without_the_feed(spawn, instance) -> None:
     r = spawn([PY, "-m", "mmshm.procs.risk", *ARGS, "--wait-s", "0.5"])
     assert r.wait(timeout=20) == 2
     assert b"did not appear" in r.stderr.read()
+
+
+@pytest.mark.timeout(60)
+def test_restarted_risk_recovers_fills_from_the_journal(spawn, instance, tmp_path) -> None:
+    db = tmp_path / "journal.sqlite"
+    args = [*ARGS, "--set", f"recorder.sqlite_path={db}", "--set", f"risk.postmortem_dir={tmp_path / 'pm'}"]
+    venue = Venue(instance)
+    try:
+        venue.top()
+        recorder = spawn([PY, "-m", "mmshm.procs.recorder", *args])
+        risk = spawn([PY, "-m", "mmshm.procs.risk", *args, "--wait-s", "20"])
+        control = attach(instance, "control", CONTROL_ROW, (risk, recorder))
+        tick = venue.top
+        venue.fill(Side.BUY, BID, 10)
+        venue.fill(Side.BUY, BID - 1, 5)
+        venue.fill(Side.SELL, ASK, 3)
+        wait_for(lambda: row(control, 1, position=12), what="position 12", procs=(risk, recorder), tick=tick)
+
+        os.killpg(risk.pid, signal.SIGKILL)                 # no clean stop: the control table stays
+        risk.wait(timeout=10)
+        venue.fill(Side.BUY, BID, 1)                        # while risk is dead: waits in the ring for it
+        risk2 = spawn([PY, "-m", "mmshm.procs.risk", *args, "--wait-s", "20"])
+        wait_for(lambda: row(control, 1, position=13) is not None and risk_counters(instance).get("fills") == 4,
+                 what="position 13 after the restart", procs=(risk2, recorder), tick=tick)
+        risk2.send_signal(signal.SIGTERM)
+        assert risk2.wait(timeout=10) == 0
+        control.close()
+    finally:
+        venue.close()
