@@ -16,7 +16,7 @@ import time
 
 import orjson
 
-from mmshm.config import ConfigError, add_config_arguments, config_from_args
+from mmshm.config import ConfigError, add_config_arguments, load_config
 
 
 def _config_args(args: argparse.Namespace) -> list[str]:
@@ -47,15 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print("mmshm up: --duration must be positive", file=sys.stderr)
         return 2
-    if args.instance:
-        args.set = list(args.set or []) + [f"instance={args.instance}"]
+    overrides = list(args.set or []) + ([f"instance={args.instance}"] if args.instance else [])
     try:
-        cfg = config_from_args(args)
+        cfg = load_config(args.config, args.profile, args.override_file, overrides or None)
     except ConfigError as exc:
         print(f"mmshm up: {exc}", file=sys.stderr)
         return 2
-    if args.instance:
-        args.set = args.set[:-1]
 
     def emit(rec: dict) -> None:
         if args.json:

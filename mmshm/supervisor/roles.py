@@ -30,6 +30,9 @@ class RoleSpec:
     stop_timeout_s: float = 10.0
     #: Seconds to wait for the process-table row to reach RUNNING before starting the next role.
     ready_timeout_s: float = 20.0
+    #: Giving up on this role (too many restarts) halts trading. Not for the exporter:
+    #: losing metrics must not stop a healthy market maker.
+    halt_on_give_up: bool = True
 
     @property
     def module(self) -> str:
@@ -44,7 +47,7 @@ ROLES: tuple[RoleSpec, ...] = (
     RoleSpec("executor", stop_timeout_s=20.0),
     RoleSpec("recorder"),
     RoleSpec("watchdog"),
-    RoleSpec("exporter"),
+    RoleSpec("exporter", halt_on_give_up=False),
 )
 
 #: STOP order (by name): executor first (cancel-all), then what feeds it.

@@ -243,14 +243,15 @@ class Supervisor:
         return child.ready
 
     def _await_ready(self, child: Child) -> None:
-        """Wait for the row to say RUNNING, the child to die, a stop request, or the timeout."""
+        """Wait for the row to say RUNNING, the child to die, a stop request, or the timeout.
+
+        Supervision goes on meanwhile (``poll``): an earlier role that dies now is restarted.
+        """
         deadline = time.monotonic() + child.ready_timeout_s
         while not self.stopping:
-            if self._check_ready(child):
-                return
-            if not child.alive:
-                self._reap(child)        # schedules its restart; the pipeline start goes on
-                return
+            self.poll()
+            if child.ready or child.state in ("backoff", "failed"):
+                return                   # ready, or died (its restart is scheduled): go on
             if time.monotonic() >= deadline:
                 self._event("slow_start", f"{child.name} not RUNNING after {child.ready_timeout_s:g} s; "
                                           f"starting the next role anyway", level="WARNING", role=child.name)
@@ -271,6 +272,9 @@ class Supervisor:
         child = self.children[VENUE]
         self._launch(child, read_first_line=True)
         line = self._read_line(child, self.venue_timeout_s)
+        if self.stopping and not line:
+            self._pump(child)
+            return                       # Ctrl-C during start-up: stop() takes it from here
         try:
             info = orjson.loads(line) if line else None
         except orjson.JSONDecodeError:
@@ -312,7 +316,7 @@ class Supervisor:
         buf = b""
         deadline = time.monotonic() + timeout_s
         try:
-            while b"\n" not in buf:
+            while b"\n" not in buf and not self.stopping:
                 left = deadline - time.monotonic()
                 if left <= 0 or not sel.select(min(left, 0.2)):
                     if left <= 0 or child.popen.poll() is not None and not sel.select(0):
@@ -373,7 +377,16 @@ class Supervisor:
         self.gave_up.append(child.name)
         self._event("gave_up", f"{child.name} (pid {child.popen.pid}) {_exit_text(code)}; giving up: "
                                f"{decision.reason}", level="ERROR", role=child.name, code=code)
-        self._halt(f"supervisor: {child.name} gave up")
+        if self._halt_on_give_up(child.name):
+            self._halt(f"supervisor: {child.name} gave up")
+
+    def _halt_on_give_up(self, name: str) -> bool:
+        from mmshm.supervisor.roles import role_spec
+
+        try:
+            return role_spec(name).halt_on_give_up
+        except KeyError:
+            return True                  # the venue: nothing can trade without it anyway
 
     def _halt(self, reason: str) -> None:
         """The same halt as ``mmshm halt`` (commands table + SIGUSR1 to risk and executor)."""
