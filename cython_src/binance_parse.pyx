@@ -111,6 +111,7 @@ cdef unsigned int REQ_TRADE = F_P | F_Q | F_TID | F_T | F_M
 cdef unsigned int REQ_AGG = F_P | F_Q | F_AGG | F_T | F_M
 cdef unsigned int REQ_SNAPSHOT = F_LID | F_BIDS | F_ASKS
 
+cdef int64_t I64_DIV10 = INT64_MAX // 10   # overflow test per digit without a division
 cdef int64_t[19] POW10
 POW10[0] = 1
 for _i in range(1, 19):
@@ -250,7 +251,7 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
                             d *= 10
                         f += zeros + 1
                         zeros = 0
-                    if d > (INT64_MAX - (c - 48)) // 10:
+                    if d >= I64_DIV10 and (d > I64_DIV10 or c > 55):   # would pass INT64_MAX (...807)
                         status[0] = NS_OVF
                         return skip_string(p, end)
                     d = d * 10 + (c - 48)
@@ -289,7 +290,7 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
                             d *= 10
                         f += zeros + 1
                         zeros = 0
-                    if d > (INT64_MAX - (c - 48)) // 10:
+                    if d >= I64_DIV10 and (d > I64_DIV10 or c > 55):   # would pass INT64_MAX (...807)
                         status[0] = NS_OVF
                         return stop
                     d = d * 10 + (c - 48)
@@ -326,7 +327,7 @@ cdef const uint8_t *scan_int(const uint8_t *p, const uint8_t *end, int64_t *out,
         if not is_digit(c):
             status[0] = NS_BAD
             return stop
-        if v > (INT64_MAX - (c - 48)) // 10:
+        if v >= I64_DIV10 and (v > I64_DIV10 or c > 55):
             status[0] = NS_OVF
             return stop
         v = v * 10 + (c - 48)
