@@ -44,6 +44,9 @@ SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 #: Parser message kinds (``mmshm._native.binance_parse.KIND_NAMES``) -> feed counter.
 _KIND_SLOTS = {1: "msg_depth", 2: "msg_ticker", 3: "msg_trade", 4: "msg_trade"}
 _STREAM_PREFIX = b'{"stream":"'
+_K_DEPTH = 1
+#: Longest wait for the first diff of a session before the snapshot is fetched anyway.
+FIRST_DIFF_WAIT_S = 2.0
 
 
 def snapshot_limit(book_depth: int) -> int:
@@ -116,6 +119,7 @@ class BinanceFeedSource:
         self.snapshot_errors = 0
         self._fetching: dict[int, asyncio.Task] = {}
         self._again: set[int] = set()
+        self._depth_at_connect: dict[int, int] = {}
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
         streams = [s for sym in self.symbols for s in C.market_streams(sym, depth_speed, trades)]
@@ -185,6 +189,7 @@ class BinanceFeedSource:
     async def _on_connect(self, conn: WsConnection) -> None:
         ts = now_ns()
         log.info("connected to %s", self.url)
+        self._depth_at_connect = {i: int(b.parser.messages[_K_DEPTH]) for i, b in enumerate(self.books)}
         for book in self.books:
             book.start(ts)          # SYNCING, buffer diffs, ask for a snapshot
         self.beat_hook()
@@ -246,10 +251,25 @@ class BinanceFeedSource:
             return
         self._fetching[i] = asyncio.get_running_loop().create_task(self._fetch_snapshot(i))
 
+    async def _first_diff_buffered(self, i: int) -> None:
+        """Wait (bounded) until this session has received a depth diff for book ``i``.
+
+        Binance's order is: open the stream, buffer, *then* fetch the snapshot. A snapshot
+        taken after a diff arrived is at least as new as that diff, so the buffered diffs
+        bridge it; one fetched before any diff can describe a state whose diff this
+        connection never received (it was sent before the subscription took effect), which
+        costs a second snapshot."""
+        deadline = asyncio.get_running_loop().time() + FIRST_DIFF_WAIT_S
+        msgs = self.books[i].parser.messages
+        while (msgs[_K_DEPTH] <= self._depth_at_connect.get(i, 0) and not self._stopping
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(0.002)
+
     async def _fetch_snapshot(self, i: int) -> None:
         book = self.books[i]
         url = f"{self.rest_url}{C.DEPTH_PATH}?symbol={book.spec.symbol}&limit={self.limit}"
         attempt = 0
+        await self._first_diff_buffered(i)
         while not self._stopping and self.conn.connected:
             delay: float | None = None
             try:

@@ -340,3 +340,43 @@ def test_feed_goes_stale_on_stall_and_recovers(feed, standin):
     c = feed.counters()
     assert c["stale"] == 1 and c["reconnects"] == 0 and c["md_gaps"] == 0 and c["snapshots"] == 1
     stop_clean(feed)
+
+
+@pytest.mark.timeout(60)
+def test_feed_paper_mode_against_sim_venue(spawn, instance):
+    """`mmshm venue` (synthetic market) as the paper-mode venue, URLs passed the way `mmshm up` does."""
+    from mmshm.instruments import InstrumentTable
+    from mmshm.monitor.latency import open_table, read_histograms
+
+    venue = spawn([PYTHON, "-m", "mmshm", "venue", "--port", "0", "--seed", "5", "--symbols", "BTCUSDT,ETHUSDT"])
+    line = venue.stdout.readline()
+    assert line, venue.stderr.read().decode()
+    info = json.loads(line)
+    h = FeedHarness(spawn, instance)
+    h.start("mode=paper", "venue.name=sim", "venue.symbols=[\"BTCUSDT\",\"ETHUSDT\"]",
+            f"venue.ws_url=ws://127.0.0.1:{info['port']}", f"venue.rest_url={info['rest']}", *FAST)
+    try:
+        h.attach()
+        h.wait("both books LIVE", lambda: all(h.book_row(i)["status"] == MdStatus.LIVE for i in (0, 1)))
+        h.wait("tops and trades", lambda: h.seen.tops > 10 and h.seen.trades > 0, timeout=20)
+        h.wait("latency counters", lambda: h.counters().get("lat_max_us", 0) > 0, timeout=10)
+        c = h.counters()
+        assert c["md_gaps"] == 0 and c["drops"] == 0 and c["snapshots"] == 2 and c["reconnects"] == 0
+        # The synthetic market stamps E/T with wall time when served live: latency is loopback-sized.
+        assert 0 < c["lat_p50_us"] < 5_000_000
+        table = InstrumentTable.read_segment(instance)
+        assert [(s.venue, s.symbol) for s in table] == [("sim", "BTCUSDT"), ("sim", "ETHUSDT")]
+        rows = [h.book_row(i) for i in (0, 1)]
+        assert all(r["bid_px"][0] < r["ask_px"][0] for r in rows)
+        assert [int(r["instrument"]) for r in rows] == [0, 1]
+        lat = open_table(instance)
+        try:
+            hist = {x["stage"]: x for x in read_histograms(lat)}
+        finally:
+            lat.close()
+        assert hist["venue_to_feed"]["count"] > 0
+        stop_clean_sim = h.stop()
+        assert stop_clean_sim[0] == 0, stop_clean_sim[1][-3000:]
+        assert h.status() == MdStatus.DISCONNECTED
+    finally:
+        h.close()

@@ -137,7 +137,9 @@ class SimVenue:
             from mmshm.venues.synthetic.market import SyntheticMarket
             specs = []
             for i, sym in enumerate(symbols):
-                m = SyntheticMarket(sym, seed=cfg.seed + i)
+                # Served live: the simulated clock starts at wall time, so E/T are real
+                # timestamps and venue-to-local latency is meaningful downstream.
+                m = SyntheticMarket(sym, seed=cfg.seed + i, start_ns=time.time_ns())
                 self.sources.append(m)
                 specs.append(SymbolSpec.from_exchange_info(m.symbol_info()))
             return specs
@@ -210,6 +212,10 @@ class SimVenue:
         server = site._server  # aiohttp exposes no public accessor for the bound port
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
+        wall = time.time_ns()
+        for src in self.sources:     # synthetic clocks = wall time from the moment they start stepping
+            if hasattr(src, "step_streams") and hasattr(src, "now_ns"):
+                src.now_ns = wall
         self._tasks = [loop.create_task(self.market.run()), loop.create_task(self._housekeeping())]
 
     async def stop(self) -> None:
