@@ -195,3 +195,42 @@ def test_command_waits_for_a_held_claim(instance):
             send_command(instance, CommandKind.PAUSE, claim_timeout_s=0.1)
     finally:
         t.close()
+
+
+# --------------------------------------------------------------------------- CLI arguments, launch wrapper
+
+def test_up_argument_errors(capsys):
+    from mmshm.cli import main
+
+    assert main(["up", "--status-interval", "0"]) == 2
+    assert main(["up", "--duration", "-1"]) == 2
+    assert main(["up", "--roles", "fead", "--profile", "ci"]) == 2
+    assert "unknown role 'fead'" in capsys.readouterr().err
+    assert main(["up", "--set", "risk.daily_loss_pct=-1"]) == 2
+    assert "risk.daily_loss_pct" in capsys.readouterr().err
+
+
+def test_children_get_the_same_config_arguments():
+    import argparse
+
+    from mmshm.cli.up import _config_args
+
+    ns = argparse.Namespace(config="c.toml", profile="ci", override_file=None, set=["a.b=1"], instance="x1")
+    assert _config_args(ns) == ["--config", "c.toml", "--profile", "ci", "--set", "a.b=1", "--set", "instance=x1"]
+
+
+def test_launch_wrapper(tmp_path):
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "mmshm.supervisor.launch"]
+    assert subprocess.run(base + ["1"], capture_output=True, timeout=30).returncode == 2
+    marker = tmp_path / "ran"
+    prog = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x')"]
+    # Our pid is the parent: the program is exec'd.
+    assert subprocess.run(base + [str(os.getpid()), "--", *prog], timeout=30).returncode == 0
+    assert marker.exists()
+    marker.unlink()
+    # Not our parent (the supervisor is gone): nothing starts.
+    assert subprocess.run(base + ["1", "--", *prog], timeout=30).returncode == 0
+    assert not marker.exists()
