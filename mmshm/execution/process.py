@@ -140,6 +140,7 @@ class ExecutorService:
         self._target_version: list[int] = []
         self._inst_mode: list[int] = []
         self._inst_pull: list[bool] = []
+        self._ref_price: list[int] = []        # last target touch per instrument (FLATTEN's reference)
         self._ctl_rows: np.ndarray = np.zeros(0, CONTROL_ROW)
         self._ctl_versions: list[int] = []
         self._verdict_version = -1
@@ -382,6 +383,7 @@ class ExecutorService:
             self._target_version = [0] * self.n_inst
             self._inst_mode = [-1] * self.n_inst
             self._inst_pull = [False] * self.n_inst
+            self._ref_price = [0] * self.n_inst
             self.session = (self.session_factory or self._default_session)(self.index, self.publish)
             self._open_latency()
             log.info("executor starting", extra={"mode": self.session.mode.value, "symbols": self.index.symbols,
@@ -434,6 +436,7 @@ class ExecutorService:
             except Exception:  # noqa: BLE001
                 log.exception("stop cancel-all failed")
         self.update_counters()
+        self._log_summary()
         if hb is not None:
             hb.cancel()
             try:
@@ -457,6 +460,23 @@ class ExecutorService:
                     pass
         self.notifier.close()
         log.info("executor stopped", extra={"reason": self.exit_reason})
+
+    def _log_summary(self) -> None:
+        """One line with what the session did (counters, reconnect times, breaker) at exit."""
+        s = self.session
+        if s is None:
+            return
+        extra: dict = {"session": dict(s.counters), "acks": self.acks, "fills": self.fills,
+                       "refused": self.refused, "deferred": self.deferred, "drops": self.drops}
+        t = s.trading
+        if t is not None and hasattr(t, "ws"):
+            extra["ws_connects"] = t.ws.connects
+            extra["ws_reconnect_max_ms"] = max(t.ws.reconnect_ns, default=0) / 1e6
+            extra["breaker"] = dict(t.breaker.counts)
+            if s.user_stream is not None:
+                extra["user_connects"] = s.user_stream.connects
+                extra["user_reconnect_max_ms"] = max(s.user_stream.reconnect_ns, default=0) / 1e6
+        log.info("executor summary", extra=extra)
 
     # ------------------------------------------------------------------ the loop
     def _handle_flags(self) -> None:
@@ -541,7 +561,7 @@ class ExecutorService:
             if m == Mode.FLATTEN and not self.halt_why and s.trading is not None:
                 if self.ring_has_room():
                     cap = int(self._ctl_rows[1 + i]["max_order_qty"])
-                    if await s.flatten(i, cap):
+                    if await s.flatten(i, cap, self._ref_price[i]):
                         work += 1
                 continue
             if m >= Mode.HALT:
@@ -570,6 +590,11 @@ class ExecutorService:
                 log.error("target row for the wrong instrument dropped",
                           extra={"row": i, "instrument": int(row["instrument"])})
                 continue
+            nb, na = int(row["n_bids"]), int(row["n_asks"])
+            if nb and na:
+                self._ref_price[i] = (int(row["bid_px"][0]) + int(row["ask_px"][0])) // 2
+            elif nb or na:
+                self._ref_price[i] = int(row["bid_px"][0]) if nb else int(row["ask_px"][0])
             if pulled:
                 row = row.copy()
                 row["flags"] = int(row["flags"]) | 1

@@ -256,7 +256,7 @@ class ExecutionSession:
                 live = True
         return live
 
-    async def flatten(self, instrument: int, max_order_qty: int = 0) -> int:
+    async def flatten(self, instrument: int, max_order_qty: int = 0, ref_price: int = 0) -> int:
         """FLATTEN: close the position with one reduce-only MARKET order of at most
         ``max_order_qty`` lots (0 = the instrument's maximum order size).
 
@@ -266,6 +266,9 @@ class ExecutionSession:
         comes from our fills (adopted from the venue at reconciliation). Returns the lots sent.
         Quoting orders are not touched here: the caller cancels them first (cancel-all).
         Shadow and observe send nothing (there is no venue position to close).
+        ``ref_price`` (ticks) is only recorded: a market order has no limit price, so the
+        ORDER_EVENT carries the reference price it was sent at (the process passes the last
+        target's touch; 1 tick when none is known).
         """
         if self.trading is None or self.shadow is not None:
             return 0
@@ -278,7 +281,7 @@ class ExecutionSession:
         side = Side.SELL if pos > 0 else Side.BUY
         cid, num = self.ids.next(0)
         self._emit([self.working.new_sent(client_id=cid, cid_num=num, instrument=instrument, side=side,
-                                          price=0, qty=qty, md_seq=0, flags=FLAG_REDUCE_ONLY)])
+                                          price=max(1, ref_price), qty=qty, md_seq=0, flags=FLAG_REDUCE_ONLY)])
         self._flatten_ids.add(cid)
         self.counters["flattens"] += 1
         self.counters["places"] += 1
