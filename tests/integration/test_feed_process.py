@@ -69,11 +69,11 @@ class FeedHarness:
         self._buf = np.zeros(1024, MARKET_EVENT)
 
     # ------------------------------------------------------------------ process
-    def start(self, *sets: str, args: tuple[str, ...] = ()) -> "FeedHarness":
+    def start(self, *sets: str, args: tuple[str, ...] = (), env: dict | None = None) -> "FeedHarness":
         argv = [PYTHON, "-m", "mmshm.procs.feed", "--profile", "ci", *args]
         for s in sets:
             argv += ["--set", s]
-        self.proc = self.spawn(argv)
+        self.proc = self.spawn(argv, env=env)
         return self
 
     def stop(self, timeout: float = 10.0) -> tuple[int, str]:
@@ -206,10 +206,35 @@ def standin(binance_capture):
 
 
 @pytest.fixture
-def feed(spawn, instance, standin, binance_capture):
+def notify_socket(tmp_path):
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    import socket
+
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    try:
+        yield path, sock
+    finally:
+        sock.close()
+
+
+def notifications(sock) -> list[str]:
+    out = []
+    while True:
+        try:
+            out.extend(sock.recv(65536).decode().splitlines())
+        except BlockingIOError:
+            return out
+
+
+@pytest.fixture
+def feed(spawn, instance, standin, binance_capture, notify_socket):
     h = FeedHarness(spawn, instance, capture_tickers(str(binance_capture)))
+    h.notify = notify_socket[1]
     h.start("venue.name=binance-usdm", f"venue.ws_url={standin.ws_url}", f"venue.rest_url={standin.rest_url}",
-            *FAST)
+            *FAST, env={"NOTIFY_SOCKET": notify_socket[0]})
     h.attach()
     try:
         yield h
@@ -269,13 +294,27 @@ def test_feed_syncs_and_publishes(feed, instance):
     assert c["md_events"] > 0 and c["msg_depth"] > 0 and c["msg_ticker"] > 0 and c["msg_trade"] > 0
     assert c["snapshots"] == 1 and c["md_gaps"] == 0 and c["reconnects"] == 0 and c["drops"] == 0
     assert feed.seen.trades > 0
-    assert [st for _, st in feed.seen.statuses][:2] == [MdStatus.SYNCING, MdStatus.LIVE]
+    # (SYNCING may precede our reader's attach; LIVE is what we waited for)
+    assert [st for _, st in feed.seen.statuses][-1] == MdStatus.LIVE
     table = InstrumentTable.read_segment(instance)
     assert [(s.venue, s.symbol, s.tick, s.lot) for s in table] == [("binance-usdm", "BTCUSDT", "0.1", "0.001")]
     row = feed.book_row()
     assert row["status"] == MdStatus.LIVE and row["n_bids"] > 0 and row["n_asks"] > 0
     assert row["bid_px"][0] < row["ask_px"][0]
+    # sd_notify: READY=1 once the book is synchronised
+    feed.wait("READY=1", lambda: "READY=1" in feed.__dict__.setdefault("notes", []) or
+              bool(feed.notes.extend(notifications(feed.notify))) or "READY=1" in feed.notes)
+    # SIGUSR2 / SIGUSR1: PAUSED, then HALTED in the row; market data keeps flowing
+    import signal as sig
+    feed.proc.send_signal(sig.SIGUSR2)
+    feed.wait("PAUSED", lambda: feed.counters().get("state") == ProcState.PAUSED)
+    feed.proc.send_signal(sig.SIGUSR1)
+    feed.wait("HALTED", lambda: feed.counters().get("state") == ProcState.HALTED)
+    n = feed.counters()["md_events"]
+    feed.wait("events while halted", lambda: feed.counters()["md_events"] > n)
     rec = stop_clean(feed)
+    feed.notes.extend(notifications(feed.notify))
+    assert "STOPPING=1" in feed.notes
     assert rec["counters"]["md_events"] >= c["md_events"]
     after = feed.counters()
     assert after == {} or after["state"] == ProcState.STOPPED
@@ -380,3 +419,15 @@ def test_feed_paper_mode_against_sim_venue(spawn, instance):
         assert h.status() == MdStatus.DISCONNECTED
     finally:
         h.close()
+
+
+@pytest.mark.timeout(60)
+def test_feed_reconnects_with_backoff_through_an_outage(feed, standin):
+    since = synced(feed)
+    standin.outage(0.8)          # connection dropped; WebSocket and REST answer 503 meanwhile
+    recovered(feed, since, (MdStatus.DISCONNECTED,))
+    c = feed.counters()
+    assert c["reconnects"] == 1 and c["md_gaps"] == 0 and c["snapshots"] == 2
+    rec = stop_clean(feed)
+    conn = rec["details"]["connection"]
+    assert conn["failures"] >= 1 and conn["connects"] == 2     # refused attempts, backed off, then back
