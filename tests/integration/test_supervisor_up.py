@@ -186,3 +186,18 @@ def test_children_follow_a_killed_supervisor(spawn, instance, tmp_path):
     while not all(pid_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p for p in pids if not pid_gone(p)] == []
+
+
+@pytest.mark.timeout(60)
+def test_venue_restarts_on_its_port(spawn, instance, tmp_path):
+    up = Up(spawn, instance, tmp_path, "--roles", "watchdog")
+    first = up.wait_event("venue")
+    up.wait_event("ready", role="watchdog")
+    os.kill(first["pid"], signal.SIGKILL)
+    up.wait_event("exited", role="venue")
+    second = up.wait_event("venue", after=1)
+    assert second["pid"] != first["pid"]
+    assert second["urls"]["rest"] == first["urls"]["rest"]     # the roles reconnect where they were
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(timeout=30) == 0
+    assert segments(instance) == []
