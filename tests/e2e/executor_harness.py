@@ -78,6 +78,7 @@ class Rig:
         self._events_lock = threading.Lock()
         self._stop = threading.Event()
         self._control_beat = True
+        self.readers_paused = threading.Event()     # set: risk/recorder stop reading (ring fills up)
         self._threads = [threading.Thread(target=self._risk_loop, daemon=True),
                          threading.Thread(target=self._orders_loop, daemon=True)]
         for t in self._threads:
@@ -193,6 +194,9 @@ class Rig:
                 except (SegmentNotFound, ShmError):
                     time.sleep(0.02)
                     continue
+            if self.readers_paused.is_set():
+                time.sleep(0.005)
+                continue
             got = 0
             for k, rd in enumerate(readers):
                 n = rd.poll_batch(buf)

@@ -51,3 +51,60 @@ def test_no_control_means_no_orders_then_halt_cancels(rig):
     rig.set_control(Mode.HALT)
     wait_for(lambda: rig.open_orders() == [], 10, "cancel-all on HALT", [rig.executor])
     assert rig.counters()["cancel_all"] >= 2           # start-up + HALT
+
+
+@pytest.mark.timeout(60)
+def test_watchdog_halt_and_sigusr1_cancel_all(rig):
+    import numpy as np
+    from mmshm.agent.proctable import VerdictTable
+    from mmshm.records import VERDICT_ROW
+
+    rig.start_executor()
+    verdicts = VerdictTable.open_writer(rig.instance, rows=4)
+    try:
+        rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))])
+        wait_for(lambda: len(rig.open_orders()) == 1, 10, "bid resting", [rig.executor])
+        head = np.zeros(1, VERDICT_ROW)[0]
+        head["halt"], head["reason"] = 1, b"quoter hung"
+        verdicts.write(0, head)
+        wait_for(lambda: rig.open_orders() == [] and rig.counters()["mode"] == Mode.HALT, 10,
+                 "watchdog HALT cancels all", [rig.executor])
+        head["halt"] = 0
+        verdicts.write(0, head)
+        wait_for(lambda: len(rig.open_orders()) == 1, 10, "quoting again once the HALT is cleared", [rig.executor])
+        rig.executor.send_signal(signal.SIGUSR1)
+        wait_for(lambda: rig.open_orders() == [] and rig.counters()["mode"] == Mode.HALT, 10,
+                 "SIGUSR1 halt cancels all", [rig.executor])
+        rig.target(bids=[(rig.ticks("49991.0"), rig.lots("0.010"))])
+        import time
+        time.sleep(0.5)
+        assert rig.open_orders() == []                      # latched: nothing new
+        rig.executor.send_signal(signal.SIGTERM)
+        assert rig.executor.wait(timeout=15) == 0
+    finally:
+        verdicts.close()
+
+
+@pytest.mark.timeout(60)
+def test_full_orders_ring_defers_requests_nothing_unrecorded(rig):
+    """Readers stop: the executor sends nothing once the ring cannot take the events."""
+    import time
+    rig.start_executor("--set", "segments.orders_capacity=64")   # 16 free slots are required per batch
+    rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))])
+    wait_for(lambda: len(rig.open_orders()) == 1, 10, "bid resting", [rig.executor])
+    rig.readers_paused.set()
+    time.sleep(0.1)
+    for k in range(60):                                 # each change: AMEND_SENT + AMENDED
+        rig.target(bids=[(rig.ticks(f"{49990.0 - (k % 2) - 1:.1f}"), rig.lots("0.010"))])
+        time.sleep(0.03)
+    sent = rig.counters()["amends"]
+    assert 0 < sent <= 26                               # (64 - 16 - 2 start-up events) / 2 events each
+    time.sleep(0.3)
+    assert rig.counters()["amends"] == sent and rig.counters()["ring_full"] == 0
+    rig.readers_paused.clear()                          # readers catch up: the latest target goes out
+    wait_for(lambda: [float(o["price"]) for o in rig.open_orders()] == [49988.0], 10, "latest target after drain",
+             [rig.executor])
+    rig.executor.send_signal(signal.SIGTERM)
+    assert rig.executor.wait(timeout=15) == 0
+    s = [l for l in rig.executor_log().splitlines() if '"executor summary"' in l]
+    assert '"deferred":0' not in s[-1]
