@@ -175,8 +175,8 @@ def test_fills_position_daily_loss_halt_and_quoter_pulls(spawn, instance, tmp_pa
         assert doc["trigger"] == "daily_loss" and doc["value"] >= doc["threshold"] == pytest.approx(0.005)
         assert doc["mode"] == "HALT" and doc["positions"]["BTCUSDT"]["position"] == 0
         assert len(doc["last_fills"]) == 6 and "BTCUSDT" in doc["signals"]
-        c = wait_for(lambda: (lambda d: d if d.get("fills") == 6 else None)(risk_counters(instance)),
-                     what="risk counters", procs=procs)
+        c = wait_for(lambda: (lambda d: d if d.get("fills") == 6 and d.get("mode") == Mode.HALT else None)(
+            risk_counters(instance)), what="risk counters", procs=procs)         # refreshed every 100 ms
         assert c["mode"] == Mode.HALT and c["halt_reason"] == TriggerCode.DAILY_LOSS and c["halts"] == 1
         assert c["pnl_e8"] < -60 * 10**8 + 10**8 and c["daily_pnl_e8"] < 0 and c["position_lots"] == 0
 
@@ -265,7 +265,7 @@ def test_operator_paths_watchdog_and_reconcile(spawn, instance, tmp_path) -> Non
         assert venue.orders.try_publish(rec)
         wait_for(lambda: row(control, 1, position=-7), what="reconciled position", procs=procs, tick=tick)
         assert len(postmortems(pm)) == 3                      # watchdog, SIGUSR1, halt command
-        assert risk_counters(instance)["halts"] == 3
+        wait_for(lambda: risk_counters(instance).get("halts") == 3, what="halts counter", procs=procs)
 
         risk.send_signal(signal.SIGTERM)
         assert risk.wait(timeout=10) == 0
