@@ -40,20 +40,45 @@ def wrap_line(line: str, role: str, pid: int, stream: str) -> bytes:
 
 
 class RoleLog:
-    """The ``<log_dir>/<role>.jsonl`` file (append; shared by every restart of the role)."""
+    """The ``<log_dir>/<role>.jsonl`` file (append; shared by every restart of the role).
 
-    def __init__(self, log_dir: Path, role: str) -> None:
+    Rotated by size: past ``max_bytes`` the file becomes ``<role>.jsonl.1`` (older ones
+    shift up to ``.<backups>``, the oldest is dropped) and a new file is started, so a
+    chatty or crash-looping child cannot fill the disk.
+    """
+
+    def __init__(self, log_dir: Path, role: str, max_bytes: int = 64 << 20, backups: int = 3) -> None:
         self.path = Path(log_dir) / f"{role}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.backups = backups
         self._fh = open(self.path, "ab", buffering=0)
+        self._size = self._fh.tell()
         self._lock = threading.Lock()
         self.lines = 0
+        self.rotations = 0
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            if not self._fh.closed:
-                self._fh.write(data)
-                self.lines += 1
+            if self._fh.closed:
+                return
+            if self._size + len(data) > self.max_bytes and self._size > 0:
+                self._rotate()
+            self._fh.write(data)
+            self._size += len(data)
+            self.lines += 1
+
+    def _rotate(self) -> None:
+        self._fh.close()
+        for i in range(self.backups, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{i - 1}") if i > 1 else self.path
+            if src.exists():
+                src.replace(self.path.with_name(f"{self.path.name}.{i}"))
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+        self._fh = open(self.path, "ab", buffering=0)
+        self._size = 0
+        self.rotations += 1
 
     def event(self, msg: str, level: str = "INFO", **fields) -> None:
         """A supervisor event line in this file (``logger`` = ``mmshm.supervisor``)."""

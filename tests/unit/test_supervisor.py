@@ -234,3 +234,23 @@ def test_launch_wrapper(tmp_path):
     # Not our parent (the supervisor is gone): nothing starts.
     assert subprocess.run(base + ["1", "--", *prog], timeout=30).returncode == 0
     assert not marker.exists()
+
+
+def test_role_log_rotates_by_size(tmp_path):
+    from mmshm.supervisor.logs import RoleLog
+
+    log = RoleLog(tmp_path, "feed", max_bytes=100, backups=2)
+    line = b'{"n": "' + b"x" * 40 + b'"}\n'          # 50 bytes
+    for _ in range(7):
+        log.write(line)
+    log.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["feed.jsonl", "feed.jsonl.1", "feed.jsonl.2"]     # the oldest was dropped
+    assert log.rotations == 3 and log.lines == 7
+    assert (tmp_path / "feed.jsonl").read_bytes() == line
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+    again = RoleLog(tmp_path, "feed", max_bytes=100, backups=2)      # a restart appends, size known
+    again.write(line)
+    again.write(line)
+    again.close()
+    assert again.rotations == 1
