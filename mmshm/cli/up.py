@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                          policy=RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window),
                          only=only, ready_timeout_s=args.ready_timeout)
     except (KeyError, ValueError) as exc:
-        print(f"mmshm up: {exc}", file=sys.stderr)
+        print(f"mmshm up: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2
 
     stop_signal: list[int] = []
