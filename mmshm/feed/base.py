@@ -9,6 +9,7 @@ without a process and the process logic the same for every venue.
 from __future__ import annotations
 
 import time
+from array import array
 from typing import Callable, Protocol
 
 import numpy as np
@@ -23,32 +24,30 @@ Beat = Callable[[], None]
 class LatencyWindow:
     """Venue-to-local latency samples (local receive ns - venue event ns).
 
-    ``add`` is one store into a preallocated array (cheap enough per frame); the service
-    drains the samples now and then into the shared latency histogram and the p50/max
-    counters. When the buffer is full, later samples of the window are counted but not
-    kept (the histogram is a sample, the count is exact).
+    ``add`` is ``array.append`` (tens of ns, cheap enough per frame); the service drains
+    the samples now and then into the shared latency histogram and the p50/max counters.
+    Past ``size`` samples in one window, further samples are counted in ``overflow`` but
+    not kept (checked at drain time, so the per-frame path carries no bound check).
     """
 
-    __slots__ = ("buf", "n", "overflow")
+    __slots__ = ("samples", "add", "size", "overflow")
 
-    def __init__(self, size: int = 1 << 14) -> None:
-        self.buf = np.zeros(size, np.int64)
-        self.n = 0
+    def __init__(self, size: int = 1 << 18) -> None:
+        self.size = size
+        self.samples = array("q")
+        self.add = self.samples.append
         self.overflow = 0
 
-    def add(self, ns: int) -> None:
-        n = self.n
-        if n < len(self.buf):
-            self.buf[n] = ns
-            self.n = n + 1
-        else:
-            self.overflow += 1
+    @property
+    def n(self) -> int:
+        return min(len(self.samples), self.size)
 
     def drain(self) -> np.ndarray:
-        """The samples since the last drain (a copy) and reset."""
-        out = self.buf[: self.n].copy()
-        self.n = 0
-        self.overflow = 0
+        """The samples since the last drain (at most ``size``) and reset."""
+        kept = self.samples[: self.size]
+        self.overflow = max(0, len(self.samples) - self.size)
+        out = np.frombuffer(kept, dtype=np.int64).copy() if len(kept) else np.zeros(0, np.int64)
+        del self.samples[:]
         return out
 
 

@@ -271,6 +271,12 @@ def recovered(h: FeedHarness, since: int, via: tuple[int, ...]) -> None:
     h.wait("ticker matches after recovery", lambda: h.matches_after(back) >= MATCHES_AFTER)
 
 
+def settled(h: FeedHarness, **expected: int) -> dict:
+    """The feed's counters once they show ``expected`` (they are refreshed every 50 ms)."""
+    h.wait(f"counters {expected}", lambda: all(h.counters().get(k) == v for k, v in expected.items()), 5.0)
+    return h.counters()
+
+
 def stop_clean(h: FeedHarness) -> dict:
     code, err = h.stop()
     assert code == 0, err[-3000:]
@@ -289,7 +295,7 @@ def test_feed_syncs_and_publishes(feed, instance):
     from mmshm.instruments import InstrumentTable
 
     synced(feed)
-    c = feed.counters()
+    c = settled(feed, snapshots=1)
     assert c["state"] == ProcState.RUNNING and c["heartbeats"] > 0
     assert c["md_events"] > 0 and c["msg_depth"] > 0 and c["msg_ticker"] > 0 and c["msg_trade"] > 0
     assert c["snapshots"] == 1 and c["md_gaps"] == 0 and c["reconnects"] == 0 and c["drops"] == 0
@@ -325,8 +331,7 @@ def test_feed_recovers_from_closed_connection(feed, standin):
     since = synced(feed)
     standin.close_after(200)
     recovered(feed, since, (MdStatus.DISCONNECTED,))
-    c = feed.counters()
-    assert c["reconnects"] == 1 and c["snapshots"] == 2
+    c = settled(feed, reconnects=1, snapshots=2)
     assert c["md_gaps"] == 0 and c["book_resyncs"] == 0 and c["drops"] == 0
     # DISCONNECTED -> SYNCING (fresh snapshot) -> LIVE
     assert feed.statuses_after(since)[:3] == [MdStatus.DISCONNECTED, MdStatus.SYNCING, MdStatus.LIVE]
@@ -338,8 +343,7 @@ def test_feed_resyncs_after_dropped_diff(feed, standin):
     since = synced(feed)
     standin.drop_diff()
     recovered(feed, since, (MdStatus.STALE,))
-    c = feed.counters()
-    assert c["md_gaps"] == 1 and c["book_resyncs"] == 1 and c["snapshots"] == 2
+    c = settled(feed, md_gaps=1, book_resyncs=1, snapshots=2)
     assert c["reconnects"] == 0 and c["drops"] == 0
     stop_clean(feed)
 
@@ -376,8 +380,8 @@ def test_feed_goes_stale_on_stall_and_recovers(feed, standin):
     if t is not None:
         assert (row["bid_px"][0], row["bid_qty"][0], row["ask_px"][0], row["ask_qty"][0]) == t
     recovered(feed, since, (MdStatus.STALE,))
-    c = feed.counters()
-    assert c["stale"] == 1 and c["reconnects"] == 0 and c["md_gaps"] == 0 and c["snapshots"] == 1
+    c = settled(feed, stale=1)
+    assert c["reconnects"] == 0 and c["md_gaps"] == 0 and c["snapshots"] == 1
     stop_clean(feed)
 
 
@@ -426,8 +430,8 @@ def test_feed_reconnects_with_backoff_through_an_outage(feed, standin):
     since = synced(feed)
     standin.outage(0.8)          # connection dropped; WebSocket and REST answer 503 meanwhile
     recovered(feed, since, (MdStatus.DISCONNECTED,))
-    c = feed.counters()
-    assert c["reconnects"] == 1 and c["md_gaps"] == 0 and c["snapshots"] == 2
+    c = settled(feed, reconnects=1, snapshots=2)
+    assert c["md_gaps"] == 0
     rec = stop_clean(feed)
     conn = rec["details"]["connection"]
     assert conn["failures"] >= 1 and conn["connects"] == 2     # refused attempts, backed off, then back
