@@ -77,6 +77,15 @@ cdef class _RingReader(_Shm):
     cdef void _on_epoch(self, uint64_t epoch) noexcept nogil
     cdef void _resync(self, uint64_t n) noexcept nogil
     cdef void _commit_cursor(self) noexcept nogil
+    # Two-phase read (peek, then commit once the records are durable). Appended last so the
+    # vtable slots above keep their positions.
+    cdef uint64_t _committed            # stored (released) cursor; _committed <= _cursor
+    cdef uint64_t _npeek                # records peeked since the last commit/rewind
+    cdef uint64_t peek_many(self, char* out, uint64_t max_n, uint64_t stride) noexcept nogil
+    cdef int commit_many(self, uint64_t n) noexcept nogil
+    cdef int commit_through_seq(self, uint64_t seq) noexcept nogil
+    cdef uint64_t rewind_c(self) noexcept nogil
+    cdef void _store_committed(self) noexcept nogil
 
 
 cdef class BroadcastReader(_RingReader):

@@ -493,9 +493,15 @@ cdef class _RingReader(_Shm):
         self.heartbeat_c()
 
     cdef inline void _commit_cursor(self) noexcept nogil:
-        # Release: our copies of every slot below the cursor happen-before a gated writer
-        # (acquire in _gate_min) reuses them. Untethered readers gate nobody; same store.
-        mm_store_release_u64(self._rslot + R_CURSOR, self._cursor)
+        # Commit everything read so far (the poll path, and peeks before it).
+        self._committed = self._cursor
+        self._npeek = 0
+        self._store_committed()
+
+    cdef inline void _store_committed(self) noexcept nogil:
+        # Release: our copies of every slot below the committed cursor happen-before a gated
+        # writer (acquire in _gate_min) reuses them. Untethered readers gate nobody; same store.
+        mm_store_release_u64(self._rslot + R_CURSOR, self._committed)
 
     cdef void _on_epoch(self, uint64_t epoch) noexcept nogil:
         # The writer was restarted (takeover): a gap event. Sequences continue monotonically,
@@ -505,13 +511,17 @@ cdef class _RingReader(_Shm):
         self._gaps += 1
         if self._cursor > c:
             self._cursor = c
-            self._commit_cursor()
+            if self._committed > c:
+                self._committed = c
+            self._store_committed()
         mm_store_relaxed_u64(self._rslot + R_GAPS, self._gaps)
         mm_store_relaxed_u64(self._rslot + R_EPOCH_SEEN, epoch)
 
     cdef void _resync(self, uint64_t n) noexcept nogil:
         # Lapped: sequence n was overwritten. Jump to half a ring behind the writer so the
-        # next reads have headroom; everything skipped is counted as lost.
+        # next reads have headroom; everything skipped is counted as lost. Only a reader
+        # nobody gates on can be lapped; its records peeked before the lap cannot be re-read
+        # any more, so the lap releases them (commit(n) counts them, rewind() stops at nxt).
         cdef uint64_t c = mm_load_acquire_u64(self._base + OFF_CURSOR)
         cdef uint64_t half = self._capacity >> 1
         cdef uint64_t nxt = c - half if c > half + 1 else 1
@@ -520,9 +530,10 @@ cdef class _RingReader(_Shm):
         self._lost += nxt - n
         self._gaps += 1
         self._cursor = nxt
+        self._committed = nxt
         mm_store_relaxed_u64(self._rslot + R_GAPS, self._gaps)
         mm_store_relaxed_u64(self._rslot + R_LOST, self._lost)
-        self._commit_cursor()
+        self._store_committed()
 
     cdef inline int _try_one(self, char* out) noexcept nogil:
         """1: copied seq==cursor into out; 0: nothing new; -1: lapped (resynced, try again)."""
@@ -555,7 +566,7 @@ cdef class _RingReader(_Shm):
         while True:
             r = self._try_one(<char*>out)
             if r == 1:
-                self._polled += 1
+                self._polled += self._npeek + 1
                 self._commit_cursor()
                 mm_store_relaxed_u64(self._rslot + R_POLLED, self._polled)
                 return 1
@@ -566,7 +577,22 @@ cdef class _RingReader(_Shm):
                 return 0
 
     cdef uint64_t poll_many(self, char* out, uint64_t max_n, uint64_t stride) noexcept nogil:
-        """Copy up to ``max_n`` consecutive records into ``out`` (``stride`` apart); returns how many."""
+        """Copy up to ``max_n`` consecutive records into ``out`` (``stride`` apart); returns how many.
+
+        Peek + commit in one: everything read so far (earlier peeks too) is released."""
+        cdef uint64_t k = self.peek_many(out, max_n, stride)
+        if self._npeek:
+            self._polled += self._npeek
+            self._commit_cursor()
+            mm_store_relaxed_u64(self._rslot + R_POLLED, self._polled)
+        return k
+
+    cdef uint64_t peek_many(self, char* out, uint64_t max_n, uint64_t stride) noexcept nogil:
+        """Copy up to ``max_n`` records after those already peeked; nothing is released.
+
+        The stored cursor (what a gated writer waits on, and where a restarted required
+        reader resumes) stays at the last commit, so these slots cannot be overwritten
+        until commit_many/commit_through_seq. Returns how many were copied."""
         cdef uint64_t e = mm_load_acquire_u64(self._base + OFF_EPOCH)
         cdef uint64_t k = 0
         cdef int r, tries = 0
@@ -582,11 +608,51 @@ cdef class _RingReader(_Shm):
                 tries += 1
                 if tries > 64:
                     break
-        if k:
-            self._polled += k
-            self._commit_cursor()
-            mm_store_relaxed_u64(self._rslot + R_POLLED, self._polled)
+        self._npeek += k
         return k
+
+    cdef int commit_many(self, uint64_t n) noexcept nogil:
+        """Release the first ``n`` peeked records: 0, or -1 (nothing done) if fewer were peeked."""
+        cdef uint64_t auto, k
+        if n > self._npeek:
+            return -1
+        if n == 0:
+            return 0
+        # The first ``auto`` peeked records were released by a lap (untethered readers only);
+        # the rest are contiguous from _committed.
+        auto = self._npeek - (self._cursor - self._committed)
+        k = n - auto if n > auto else 0
+        self._committed += k
+        self._npeek -= n
+        self._polled += n
+        self._store_committed()
+        mm_store_relaxed_u64(self._rslot + R_POLLED, self._polled)
+        return 0
+
+    cdef int commit_through_seq(self, uint64_t seq) noexcept nogil:
+        """Release every peeked record up to and including ``seq``.
+
+        1 released, 0 nothing to do (``seq`` already committed), -1 ``seq`` not peeked yet."""
+        cdef uint64_t left
+        if seq >= self._cursor:
+            return -1
+        if seq < self._committed:
+            return 0
+        self._committed = seq + 1
+        left = self._cursor - self._committed      # lap-released records all lie below seq
+        self._polled += self._npeek - left
+        self._npeek = left
+        self._store_committed()
+        mm_store_relaxed_u64(self._rslot + R_POLLED, self._polled)
+        return 1
+
+    cdef uint64_t rewind_c(self) noexcept nogil:
+        """Forget the peeked records; the next peek re-reads from the committed cursor.
+        Returns how many records will be delivered again."""
+        cdef uint64_t n = self._cursor - self._committed
+        self._cursor = self._committed
+        self._npeek = 0
+        return n
 
     cdef void heartbeat_c(self) noexcept nogil:
         mm_store_relaxed_u64(self._rslot + R_HEARTBEAT, <uint64_t>mm_monotonic_ns())
@@ -619,6 +685,68 @@ cdef class _RingReader(_Shm):
             n = self.poll_many(p, n, stride)
         return n
 
+    def peek(self):
+        """The next record after those already peeked, as an np.void (a copy), or None.
+
+        Like poll() but nothing is released: see peek_batch()."""
+        if self._base == NULL:
+            self._check_open()
+        if self.peek_many(self._scratch_ptr, 1, 0):
+            return PyArray_Scalar(self._scratch_ptr, self.dtype, NULL)
+        return None
+
+    def peek_batch(self, out) -> int:
+        """Copy up to ``len(out)`` records that follow the committed cursor and the records
+        already peeked; returns how many. Nothing is released: a gated writer keeps these
+        slots (and refuses when the ring is full) and a restarted required reader reads
+        them again, until commit()/commit_through(). rewind() re-reads them."""
+        self._check_open()
+        cdef cnp.ndarray a = self._batch_array(out, True)
+        cdef uint64_t n = cnp.PyArray_DIM(a, 0)
+        cdef uint64_t stride = cnp.PyArray_STRIDE(a, 0)
+        cdef char* p = <char*>cnp.PyArray_DATA(a)
+        if n == 0:
+            return 0
+        with nogil:
+            n = self.peek_many(p, n, stride)
+        return n
+
+    def commit(self, n) -> int:
+        """Release the first ``n`` peeked records (store-release of the cursor); returns the
+        committed cursor. ValueError if fewer than ``n`` are pending."""
+        self._check_open()
+        if n < 0 or n > self._npeek:
+            raise ValueError(f"{self.posix_name}: cannot commit {n} records, {self._npeek} peeked and pending")
+        self.commit_many(<uint64_t>n)
+        return self._committed
+
+    def commit_through(self, seq) -> int:
+        """Release every peeked record with sequence <= ``seq``; returns the committed cursor.
+
+        A ``seq`` already committed is a no-op; ValueError if ``seq`` was not peeked yet."""
+        self._check_open()
+        if seq < 0 or seq >= self._cursor:
+            raise ValueError(f"{self.posix_name}: cannot commit through seq {seq}: "
+                             f"only sequences below {self._cursor} were read")
+        self.commit_through_seq(<uint64_t>seq)
+        return self._committed
+
+    def rewind(self) -> int:
+        """Drop the peeked, uncommitted records (e.g. after a failed durable write): the next
+        peek re-delivers them from the committed cursor. Returns how many will be re-read."""
+        self._check_open()
+        return self.rewind_c()
+
+    @property
+    def committed(self) -> int:
+        """The stored cursor: next sequence not yet released (a restart resumes here)."""
+        return self._committed
+
+    @property
+    def pending(self) -> int:
+        """Records peeked and not yet committed (the most commit() accepts)."""
+        return self._npeek
+
     def heartbeat(self) -> None:
         """Reader heartbeat (monotonic ns in its reader slot) for `mmshm shm ls` and the watchdog."""
         self._check_open()
@@ -632,7 +760,7 @@ cdef class _RingReader(_Shm):
 
     @property
     def cursor(self) -> int:
-        """The next sequence this reader will read."""
+        """The next sequence this reader will read (past the peeked records)."""
         return self._cursor
 
     @property

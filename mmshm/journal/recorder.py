@@ -3,10 +3,13 @@
 The recorder is a *required* reader (``recorder``) of the gated ``orders`` ring: the
 executor cannot overwrite an event the recorder has not released, and when the recorder
 falls behind the ring refuses new events (counted in the ring header; the recorder
-reports that count and its lag in its process-table counters). Slots are released only
-after the SQLite COMMIT (``mmshm._native.journal_ring``), so a SIGKILL at any moment
-loses nothing: the restarted recorder resumes at the released cursor, and the re-read of
-a batch that was committed but not yet released is skipped by sequence.
+reports that count and its lag in its process-table counters). The recorder reads with
+the ring's two-phase API: ``peek_batch`` copies events without releasing them and
+``commit`` releases them only after the SQLite COMMIT, so a SIGKILL at any moment loses
+nothing: the restarted recorder resumes at the committed cursor, and the re-read of a
+batch that was committed to SQLite but not yet released is skipped by sequence. A failed
+transaction is rolled back and the ring ``rewind``s: the retry reads the events again
+from shared memory (the ring, not the recorder's heap, holds them until they are durable).
 
 Batches: each duty cycle reads up to ``batch`` events, inserts them into the open
 transaction and commits when the ring is drained, when ``commit_interval_ms`` has passed
@@ -23,7 +26,6 @@ from typing import Callable
 
 import numpy as np
 
-from mmshm._native import journal_ring
 from mmshm.agent.counters import counter_index
 from mmshm.journal.capture import MdCaptureWriter
 from mmshm.journal.schema import open_journal
@@ -73,8 +75,7 @@ class RecorderAgent:
         self.instruments: SeqlockTable | None = None
         self._inst_bytes = b""
         self._counters: np.ndarray | None = None
-        # Events read but not committed (kept to re-insert after a failed transaction).
-        self._pending: list[np.ndarray] = []
+        # Events peeked and inserted in the open transaction, not yet committed/released.
         self._pending_n = 0
         self._txn_start = 0
         self._retry_at = 0
@@ -103,7 +104,7 @@ class RecorderAgent:
         if self.reader is None:
             if now >= self._next_attach:
                 self._try_attach(now)
-        elif self._pending and now < self._retry_at:
+        elif now < self._retry_at:
             pass  # a failed transaction waits for its retry time; the ring holds the events
         else:
             work += self._drain(now)
@@ -115,7 +116,7 @@ class RecorderAgent:
 
     def on_close(self) -> None:
         try:
-            if self.reader is not None and self._pending:
+            if self.reader is not None and self._pending_n:
                 self._commit(self._clock())
         finally:
             for obj in (self.reader, self.md_reader, self.instruments):
@@ -150,7 +151,7 @@ class RecorderAgent:
         assert self.writer is not None
         hw = self.writer.begin_ring(ring_id)
         log.info("attached to the orders ring", extra={
-            "ring_id": ring_id, "cursor": journal_ring.published_cursor(reader), "journaled_up_to": hw,
+            "ring_id": ring_id, "cursor": reader.committed, "journaled_up_to": hw,
             "required": reader.required})
         self._refresh_instruments(now, force=True)
 
@@ -162,41 +163,33 @@ class RecorderAgent:
 
     def _drain(self, now: int) -> int:
         assert self.reader is not None and self.writer is not None
-        if self._pending and not self.writer.in_transaction:
-            # Retry of a failed transaction: re-insert everything read since the last commit.
-            if not self._write(self._pending, now, retry=True):
-                return 0
-        n = journal_ring.read_pending(self.reader, self._buf)
+        # Peek: the events stay reserved in the ring until _commit releases them.
+        n = self.reader.peek_batch(self._buf)
         if n:
-            chunk = self._buf[:n].copy()
-            self._pending.append(chunk)
-            self._pending_n += n
             if not self.writer.in_transaction:
                 self._txn_start = now
-            if not self._write([chunk], now):
+            if not self._write(self._buf[:n], now):
                 return n
-        if self._pending and (n < len(self._buf) or now - self._txn_start >= self.commit_interval_ns
-                              or self._pending_n >= self.reader.capacity // 2):
+            self._pending_n += n
+        if self._pending_n and (n < len(self._buf) or now - self._txn_start >= self.commit_interval_ns
+                                or self._pending_n >= self.reader.capacity // 2):
             self._commit(now)
         return n
 
-    def _write(self, chunks: list[np.ndarray], now: int, retry: bool = False) -> bool:
+    def _write(self, chunk: np.ndarray, now: int) -> bool:
         assert self.writer is not None
         try:
-            if retry:
-                self._txn_start = now
-            for chunk in chunks:
-                st = self.writer.write(chunk)
-                self.events += st.events
-                self.fills += st.fills
-                self._txn_events += st.events
-                self._txn_fills += st.fills
-                self.duplicates += st.duplicates + st.duplicate_fills
-                self.bad += st.bad
-            return True
+            st = self.writer.write(chunk)
         except sqlite3.Error as exc:
             self._db_failed(now, exc)
             return False
+        self.events += st.events
+        self.fills += st.fills
+        self._txn_events += st.events
+        self._txn_fills += st.fills
+        self.duplicates += st.duplicates + st.duplicate_fills
+        self.bad += st.bad
+        return True
 
     def _commit(self, now: int) -> None:
         assert self.reader is not None and self.writer is not None
@@ -205,8 +198,8 @@ class RecorderAgent:
         except sqlite3.Error as exc:
             self._db_failed(now, exc)
             return
-        journal_ring.commit(self.reader, self._pending_n)
-        self._pending.clear()
+        # Durable in SQLite: release the slots (a crash before this line only re-reads them).
+        self.reader.commit(self._pending_n)
         self._pending_n = 0
         self._txn_events = self._txn_fills = 0
         self.commits += 1
@@ -214,16 +207,18 @@ class RecorderAgent:
             self.capture.flush()
 
     def _db_failed(self, now: int, exc: Exception) -> None:
-        """Roll back; the events stay reserved in the ring and in memory until a retry commits."""
-        assert self.writer is not None
+        """Roll back and rewind: the events stay reserved in the ring and are read again by the retry."""
+        assert self.writer is not None and self.reader is not None
         self.db_errors += 1
         self.writer.rollback()
+        dropped = self.reader.rewind()
+        self._pending_n = 0
         # The retry inserts (and counts) them again.
         self.events -= self._txn_events
         self.fills -= self._txn_fills
         self._txn_events = self._txn_fills = 0
         self._retry_at = now + self.retry_backoff_ns
-        log.error("journal write failed; will retry", extra={"error": str(exc), "pending": self._pending_n})
+        log.error("journal write failed; will retry", extra={"error": str(exc), "pending": dropped})
 
     # ------------------------------------------------------------------ md captures
     def _record_md(self, now: int) -> int:
@@ -268,7 +263,7 @@ class RecorderAgent:
         """Counters into the process row; segment replacement check; instrument refresh."""
         self._next_status = now + self.status_interval_ns
         if self.reader is not None:
-            if not self._pending and self._segment_inode() != self._inode:
+            if not self._pending_n and self._segment_inode() != self._inode:
                 log.warning("orders ring was replaced; re-attaching")
                 self.reader.close()
                 self.reader = None
@@ -290,6 +285,6 @@ class RecorderAgent:
         c[counter_index(ROLE, "attached")] = int(self.reader is not None)
         if self.reader is not None:
             h = self.reader.segment.header
-            c[counter_index(ROLE, "lag")] = max(0, journal_ring.writer_cursor(self.reader)
-                                                 - journal_ring.published_cursor(self.reader))
+            # Events not yet released: unread plus peeked-but-uncommitted.
+            c[counter_index(ROLE, "lag")] = self.reader.lag() + self.reader.cursor - self.reader.committed
             c[counter_index(ROLE, "ring_refused")] = int(h["refused"])

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from mmshm._native import journal_ring
 from mmshm.cli import main as cli_main
 from mmshm.journal import (JournalWriter, MdCaptureWriter, last_orders, open_journal, order_report,
                            read_md_capture, totals, u64_from_sql, u64_to_sql)
@@ -190,25 +189,22 @@ def test_instruments_give_decimal_views(db):
     assert rep["order"]["decimal"]["price"] == "60000" and rep["fills"][1]["px_dec"] == "60001"
 
 
-def test_read_pending_holds_slots_until_commit(instance):
-    assert journal_ring.LAYOUT["polled"] == segmod.ROFF["polled"]
-    assert journal_ring.LAYOUT["cursor"] == segmod.ROFF["cursor"]
-    assert journal_ring.LAYOUT["OFF_CURSOR"] == segmod.OFF_CURSOR
-    assert journal_ring.LAYOUT["OFF_EPOCH"] == segmod.OFF_EPOCH
+def test_peek_holds_slots_until_commit(instance):
+    """The recorder's read path: peeked events stay reserved in the ring until commit()."""
     w = GatedWriter.create(instance, "orders", ORDER_EVENT, capacity=8, required=("recorder",))
     r = GatedReader.attach(instance, "orders", ORDER_EVENT, reader="recorder")
     try:
         rec = ev(0, K.ACK, 1, S.NEW)
         assert all(w.try_publish(rec) for _ in range(8))
         out = np.zeros(16, ORDER_EVENT)
-        assert journal_ring.read_pending(r, out) == 8
+        assert r.peek_batch(out) == 8
         assert list(out["seq"][:8]) == list(range(1, 9))
-        assert journal_ring.published_cursor(r) == 1
+        assert r.committed == 1 and int(r.segment.readers[r.slot]["cursor"]) == 1
         assert not w.try_publish(rec)          # read but not released: the ring is still full
-        assert journal_ring.commit(r, 8) == 9
-        assert journal_ring.published_cursor(r) == 9 and r.polled == 8
+        assert r.commit(8) == 9
+        assert r.committed == 9 and int(r.segment.readers[r.slot]["cursor"]) == 9 and r.polled == 8
         assert w.try_publish(rec)
-        assert journal_ring.writer_cursor(r) == 10
+        assert w.cursor == 10
     finally:
         r.close()
         w.unlink()

@@ -7,7 +7,6 @@ import sqlite3
 import numpy as np
 import pytest
 
-from mmshm._native import journal_ring
 from mmshm.agent.counters import counter_index, counter_names
 from mmshm.journal import read_md_capture
 from mmshm.journal.recorder import RecorderAgent
@@ -57,10 +56,10 @@ def test_batches_are_released_only_after_commit(instance, ring, tmp_path):
         assert ring.publish_batch(events(200)) == 200
         # A full batch (64 of 200): journaled in the open transaction, not committed, not released.
         assert agent.do_work() == 64
-        assert journal_ring.published_cursor(agent.reader) == 1 and count(db) == 0
+        assert agent.reader.committed == 1 and count(db) == 0
         while agent.do_work():
             pass
-        assert count(db) == 200 and journal_ring.published_cursor(agent.reader) == 201
+        assert count(db) == 200 and agent.reader.committed == 201
         agent._status(0)
         c = runner.counters
         assert c[counter_index("recorder", "orders_journaled")] == 200
@@ -93,7 +92,7 @@ def test_failed_transaction_is_retried_without_loss(instance, ring, tmp_path, mo
             agent.do_work()
         assert agent.db_errors == 1
         assert count(db) == 100 and agent.events == 100 and agent.fills == 100
-        assert journal_ring.published_cursor(agent.reader) == 101
+        assert agent.reader.committed == 101
     finally:
         agent.on_close()
 
