@@ -435,3 +435,21 @@ def test_feed_reconnects_with_backoff_through_an_outage(feed, standin):
     rec = stop_clean(feed)
     conn = rec["details"]["connection"]
     assert conn["failures"] >= 1 and conn["connects"] == 2     # refused attempts, backed off, then back
+
+
+@pytest.mark.timeout(60)
+def test_feed_replays_a_capture(spawn, instance, binance_capture):
+    """venue.name = replay: the capture through the same book sync into the segments, then STALE."""
+    h = FeedHarness(spawn, instance)
+    h.start("venue.name=replay", f"venue.replay_file={binance_capture}", "venue.replay_pace=fast")
+    try:
+        h.attach()
+        h.wait("STALE at the end of the file", lambda: h.book_row()["status"] == MdStatus.STALE, 30)
+        c = settled(h, msg_ticker=66089, msg_trade=21313, md_gaps=0, drops=0, snapshots=1)
+        assert c["md_events"] >= 26982          # tops + trades + status changes
+        code, out = h.stop()
+        assert code == 0, out[-3000:]
+        inst = final_details(out)["details"]["instruments"]["BTCUSDT"]
+        assert inst["ticker_checks"] == 629 and inst["ticker_mismatches"] == 0 and inst["gaps"] == 0
+    finally:
+        h.close()

@@ -223,3 +223,77 @@ def test_hyperliquid_source_publishes_books_and_trades(hyperliquid_capture, inst
         for seg in (md, book):
             seg.unlink()
             seg.close()
+
+
+# ---------------------------------------------------------------------------- the service in process
+
+@pytest.mark.timeout(30)
+def test_service_stops_cleanly_while_waiting_for_exchange_info(instance) -> None:
+    """No venue at all: exchangeInfo is retried with backoff; a stop request ends it with 0,
+    the process row is released and no market segment was created."""
+    import socket
+
+    from mmshm.agent.proctable import ProcessTable
+    from mmshm.feed.binance import BinanceFeedSource
+    from mmshm.feed.service import FeedService, FeedSettings
+    from mmshm.records import ProcState
+    from mmshm.shm import segment as segmod
+    from mmshm.venues.connection import BackoffPolicy
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                                   # nothing listens there now
+    src = BinanceFeedSource(["BTCUSDT"], ws_url=f"ws://127.0.0.1:{port}", rest_url=f"http://127.0.0.1:{port}",
+                            backoff=BackoffPolicy(base_s=0.01, cap_s=0.05))
+    svc = FeedService(src, FeedSettings(instance=instance))
+
+    async def go():
+        task = asyncio.ensure_future(svc.run())
+        await asyncio.sleep(0.3)
+        svc.request_stop("test")
+        return await task
+
+    assert asyncio.run(go()) == 0
+    assert svc.md is None
+    with pytest.raises(segmod.SegmentNotFound):
+        BroadcastReader.attach(instance, "md", MARKET_EVENT, reader="t")
+    procs = ProcessTable.attach(instance)
+    try:
+        row = procs.read(svc.slot.row)
+        assert int(row["state"]) == ProcState.STOPPED and int(row["heartbeat_count"]) > 1
+    finally:
+        procs.close()
+
+
+@pytest.mark.timeout(30)
+def test_service_against_standin_publishes_then_disconnects(binance_capture, instance) -> None:
+    from mmshm.feed.binance import BinanceFeedSource
+    from mmshm.feed.service import FeedService, FeedSettings
+    from mmshm.instruments import InstrumentTable
+    from mmshm.venues.standin import CaptureSource, StandinServer
+
+    async def go():
+        async with StandinServer(CaptureSource(binance_capture)) as server:
+            src = BinanceFeedSource(["BTCUSDT"], ws_url=server.ws_url, rest_url=server.rest_url)
+            svc = FeedService(src, FeedSettings(instance=instance, md_capacity=1 << 12, book_rows=2))
+            task = asyncio.ensure_future(svc.run())
+            for _ in range(1000):
+                if svc.ready and svc.counters().get("md_events", 0) > 100:
+                    break
+                await asyncio.sleep(0.01)
+            assert svc.ready
+            assert InstrumentTable.read_segment(instance)[0].symbol == "BTCUSDT"
+            svc.request_stop("test")
+            assert await task == 0
+            return svc
+
+    svc = asyncio.run(go())
+    book = SeqlockTable.attach(instance, "book", BOOK_ROW)     # left for readers after the stop
+    try:
+        row = book.read(0)
+        assert row["status"] == MdStatus.DISCONNECTED and row["bid_px"][0] > 0
+    finally:
+        book.close()
+    c = svc.counters()
+    assert c["md_events"] > 100 and c["snapshots"] == 1 and c["md_gaps"] == 0
