@@ -17,7 +17,6 @@ from mmshm.records import INSTRUMENT_ROW, MARKET_EVENT, ORDER_EVENT
 from mmshm.records import OrderEventKind as K
 from mmshm.records import OrderStatus as S
 from mmshm.shm import GatedReader, GatedWriter
-from mmshm.shm import segment as segmod
 
 
 def ev(seq: int, kind: int, cid: int, status: int, **kw) -> np.void:
