@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     # SIGHUP (terminal closed) stops in order too; USR1/USR2 are for the roles, not for us.
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_signal)
     sampler = StatusSampler(cfg.instance)
+    from mmshm.agent.sdnotify import SdNotifier
+
+    notifier = SdNotifier()        # when `mmshm up` itself runs as a systemd Type=notify unit
     code = 0
     try:
         emit({"event": "up", "msg": f"instance {cfg.instance}: mode {cfg.mode}, venue {cfg.venue.name}, "
@@ -93,9 +96,12 @@ def run(args: argparse.Namespace) -> int:
             return code
         t0 = time.monotonic()
         next_status = t0 + args.status_interval
+        up_count, total = sup.running_count()
+        notifier.ready(status=f"mmshm up: {up_count}/{total} processes running")
         while not sup.stopping:
             sup.poll()
             now = time.monotonic()
+            notifier.maybe_ping(time.monotonic_ns())
             if args.duration is not None and now - t0 >= args.duration:
                 emit({"event": "duration", "msg": f"--duration {args.duration:g} s reached"})
                 break
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 next_status = now + args.status_interval
                 values = sampler.sample(now)
                 values.procs_up, values.procs_total = sup.running_count()
+                notifier.status(format_status_line(values))
                 if args.json:
                     sys.stdout.write(orjson.dumps({"type": "status", "ts": time.time(), **values.to_json(),
                                                    "children": sup.summary()}).decode() + "\n")
@@ -114,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
             emit({"event": "signal", "msg": f"{signal.Signals(stop_signal[0]).name}: stopping in order"})
         return code
     finally:
+        notifier.stopping(status="mmshm up: stopping in order")
         sup.stop()
+        notifier.close()
         for s, h in previous.items():
             signal.signal(s, h)
 

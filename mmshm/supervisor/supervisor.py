@@ -105,6 +105,10 @@ class Supervisor:
         self.roles, self.missing = select_roles(only, skip)
         self.env = dict(os.environ if env is None else env)
         self.env["MMSHM_INSTANCE"] = self.instance
+        # systemd's notify socket and watchdog are the supervisor's (when `mmshm up` is a unit):
+        # a child sending READY=1/MAINPID would otherwise speak for the whole service.
+        for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            self.env.pop(var, None)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.on_event = on_event
         self.venue_timeout_s = venue_timeout_s

@@ -202,3 +202,39 @@ def test_venue_restarts_on_its_port(spawn, instance, tmp_path):
     up.proc.send_signal(signal.SIGINT)
     assert up.proc.wait(timeout=30) == 0
     assert segments(instance) == []
+
+
+@pytest.mark.timeout(60)
+def test_sd_notify_is_the_supervisors_alone(spawn, instance, tmp_path):
+    """Under a systemd Type=notify unit: READY/STATUS/STOPPING come from `mmshm up`, never a child."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    try:
+        proc = spawn([sys.executable, "-m", "mmshm", "up", "--profile", "ci", "--instance", instance,
+                      "--roles", "watchdog", "--duration", "3", "--status-interval", "1",
+                      "--log-dir", str(tmp_path / "logs"), "--set", f"state_dir={tmp_path}"],
+                     env={"NOTIFY_SOCKET": path})
+        msgs: list[str] = []
+        deadline = time.monotonic() + 40
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                msgs.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        proc.wait(timeout=10)
+        while True:
+            try:
+                msgs.append(sock.recv(4096).decode())
+            except (socket.timeout, BlockingIOError):
+                break
+    finally:
+        sock.close()
+    assert proc.returncode == 0
+    ready = [m for m in msgs if "READY=1" in m]
+    assert len(ready) == 1 and f"MAINPID={proc.pid}" in ready[0], msgs
+    assert any(m.startswith("STATUS=PnL=") for m in msgs), msgs
+    assert any("STOPPING=1" in m for m in msgs), msgs
