@@ -248,3 +248,48 @@ def test_quoter_process_gives_up_without_segments(spawn, instance) -> None:
     q = spawn([PY, "-m", "mmshm.procs.quoter", *ARGS, "--wait-s", "0.5"])
     assert q.wait(timeout=20) == 2
     assert b"did not appear" in q.stderr.read()
+
+
+@pytest.mark.timeout(90)
+def test_quoter_and_risk_on_the_binance_capture(spawn, instance, binance_capture, tmp_path) -> None:
+    """`mmshm replay` publishes the real capture as the feed would (at its recorded pace); risk and
+    the quoter run on it: every target checked against the book row of the same md_seq
+    keeps bid < ask and never crosses, and the signals move."""
+    common = [*ARGS, "--set", f"risk.postmortem_dir={tmp_path}", "--set", "risk.max_position_lots=100",
+              "--set", "quoter.max_book_age_ms=1000"]
+    feed = spawn([PY, "-m", "mmshm", "replay", str(binance_capture), "--instance", instance, "--pace", "1",
+                  "--linger", "30"])
+    risk = spawn([PY, "-m", "mmshm.procs.risk", *common, "--wait-s", "30"])
+    q = spawn([PY, "-m", "mmshm.procs.quoter", *common, "--wait-s", "30"])
+    targets = attach_targets(instance, q)
+    book = SeqlockTable.attach(instance, "book", BOOK_ROW)
+    sig = SeqlockTable.attach(instance, "signals", SIGNAL_ROW)
+    try:
+        checked = 0
+        seqs = set()
+        end = time.monotonic() + 40
+        while (checked < 30 or len(seqs) < 10) and time.monotonic() < end:
+            for p in (feed, risk, q):
+                assert p.poll() is None, p.stderr.read().decode()[-2000:]
+            t = targets.read(0)
+            b = book.read(0)
+            if int(t["md_seq"]) == int(b["md_seq"]) and not int(t["flags"]) & TARGET_FLAG_PULL and t["n_bids"]:
+                check_invariants(t, int(b["bid_px"][0]), int(b["ask_px"][0]))
+                checked += 1
+                seqs.add(int(t["md_seq"]))
+            time.sleep(0.01)
+        assert checked >= 30 and len(seqs) >= 10, (checked, len(seqs))
+        s = sig.read(0)
+        assert s["sigma_bp"] > 0 and s["imbalance"] != 0 and s["fair_value"] > 0
+        # the capture is BTCUSDT around 56k-57k USDT: the fair value is in ticks of 0.1
+        assert 500_000 < s["fair_value"] < 700_000
+        # the feed stops: the book ages past max_book_age_ms and every quote is pulled
+        feed.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: pulled(targets), timeout=10, what="pull on an aging book", proc=q)
+        finally:
+            feed.send_signal(signal.SIGCONT)
+    finally:
+        book.close()
+        sig.close()
+        targets.close()
