@@ -327,9 +327,10 @@ def test_feed_syncs_and_publishes(feed, instance):
 
 
 @pytest.mark.timeout(60)
-def test_feed_recovers_from_closed_connection(feed, standin):
+@pytest.mark.parametrize("abrupt", [False, True], ids=["close-frame", "tcp-drop"])
+def test_feed_recovers_from_closed_connection(feed, standin, abrupt):
     since = synced(feed)
-    standin.close_after(200)
+    standin.close_after(200, abrupt=abrupt)
     recovered(feed, since, (MdStatus.DISCONNECTED,))
     c = settled(feed, reconnects=1, snapshots=2)
     assert c["md_gaps"] == 0 and c["book_resyncs"] == 0 and c["drops"] == 0
@@ -370,6 +371,9 @@ def test_feed_goes_stale_on_stall_and_recovers(feed, standin):
     standin.stall(STALE_AFTER_S * 2.5)
     feed.wait("STALE", lambda: MdStatus.STALE in feed.statuses_after(since))
     feed.pump()
+    # No data, yet the loop is alive: the heartbeat keeps going (the watchdog tells idle from hung).
+    beats = feed.counters()["heartbeats"]
+    feed.wait("heartbeats while stalled", lambda: feed.counters()["heartbeats"] > beats + 2, 2.0)
     # Quiet now: the book row is the state of the last published top, and says STALE.
     row = feed.book_row()
     top = feed.seen.last_top
