@@ -457,3 +457,18 @@ def test_feed_replays_a_capture(spawn, instance, binance_capture):
         assert inst["ticker_checks"] == 629 and inst["ticker_mismatches"] == 0 and inst["gaps"] == 0
     finally:
         h.close()
+
+
+@pytest.mark.timeout(60)
+def test_restarted_feed_takes_over_segments_readers_stay_attached(feed, standin):
+    """SIGTERM leaves md/book/instruments for readers; the next feed takes them over (epoch
+    bumped) and a reader attached to the old ring keeps reading the new one."""
+    synced(feed)
+    stop_clean(feed)
+    gaps, m0 = feed.md.gaps, len(feed.seen.matches)
+    feed.start("venue.name=binance-usdm", f"venue.ws_url={standin.ws_url}", f"venue.rest_url={standin.rest_url}",
+               *FAST)
+    feed.wait("LIVE from the restarted feed", lambda: feed.status() == MdStatus.LIVE and feed.md.gaps > gaps)
+    feed.wait("ticker matches from the new feed", lambda: len(feed.seen.matches) >= m0 + MATCHES_AFTER)
+    assert settled(feed, snapshots=1, reconnects=0)["state"] == ProcState.RUNNING
+    stop_clean(feed)
