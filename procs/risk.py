@@ -10,7 +10,8 @@ quoter's ``signals``, the watchdog's HALT flag and the operator ``commands`` tab
 Operator paths: SIGUSR1 = manual halt; SIGUSR2 = pause toggle; ``mmshm halt|resume|pause``
 through the ``commands`` table (resume is the only way out of a manual or third halt of
 the day). Every halt writes a post-mortem JSON to ``risk.postmortem_dir``. A clean stop
-leaves HALT in every control row, then removes the table.
+leaves HALT in every control row, then removes the table. Halt, re-entry and pause
+state is kept in ``--state-file`` so a restart never lifts a halt.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from mmshm.agent.runner import run_role
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the feed's instruments and book segments (default 60 s)")
     p.add_argument("--evaluate-ms", type=float, default=10.0,
                    help="trigger evaluation and control-row refresh period (default 10 ms)")
+    p.add_argument("--state-file", default="",
+                   help="halt/pause state kept across restarts (default <state_dir>/<instance>/risk-state.json)")
     return p
 
 
@@ -106,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  open_signals=lambda: SignalsTable.attach(inst), open_verdicts=open_verdicts,
                                  open_commands=lambda: _open_commands(inst),
                                  evaluate_interval_s=args.evaluate_ms / 1000.0,
-                                 journal_path=cfg.recorder.sqlite_path or None)
+                                 journal_path=cfg.recorder.sqlite_path or None,
+                                 state_path=args.state_file or Path(cfg.state_dir) / inst / "risk-state.json")
         log.info("risk started", extra={"instruments": [engine.specs[i].symbol for i in chosen],
                                         "equity": params.initial_equity, "postmortem_dir": str(params.postmortem_dir)})
         try:

@@ -15,6 +15,8 @@ table, runs the triggers and writes the control rows):
   recorder does; the reader slot's heartbeat is refreshed for ``mmshm status``;
 - a restart mid-ring (our reader cursor > 1): the fills the previous risk process applied
   are replayed from the recorder's journal (mmshm.risk.recovery);
+- halt / re-entry / pause state saved to ``state_path`` on every change and restored at
+  start (mmshm.risk.state), so restarting risk never lifts a halt;
 - process-table counters (names in ``mmshm.agent.counters``), refreshed on a timer.
 
 Counter scales (risk row): ``pnl_e8``, ``daily_pnl_e8``, ``equity_e8``: quote asset ×
@@ -26,7 +28,7 @@ Counter scales (risk row): ``pnl_e8``, ``daily_pnl_e8``, ``equity_e8``: quote as
 from __future__ import annotations
 
 import logging
-import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -56,10 +58,14 @@ class RiskProcessAgent(RiskAgent):
                  open_orders: Callable[[], object] | None = None, open_signals: Callable[[], object] | None = None,
                  open_verdicts: Callable[[], object] | None = None, open_commands: Callable[[], object] | None = None,
                  evaluate_interval_s: float = 0.01, status_interval_s: float = 0.1, attach_retry_s: float = 1.0,
-                 signals_max_age_s: float = 5.0, journal_path: str | None = None, batch: int = 256) -> None:
+                 signals_max_age_s: float = 5.0, journal_path: str | None = None,
+                 state_path: str | Path | None = None, batch: int = 256) -> None:
         super().__init__(engine, orders, books, control, evaluate_interval_s, batch)
         self.instance = instance
         self.journal_path = journal_path
+        self.state_path = Path(state_path) if state_path else None
+        self._saved_state: dict | None = None
+        self.state_errors = 0
         self.recoveries: list = []
         self.open_orders = open_orders
         self.open_signals = open_signals
@@ -124,6 +130,12 @@ class RiskProcessAgent(RiskAgent):
 
     # ------------------------------------------------------------------ duty cycle
     def on_start(self) -> None:
+        if self.state_path is not None:
+            from mmshm.risk import state
+
+            if state.restore(self.engine, self.state_path):
+                self._last_mode = self.engine.mode
+            self._saved_state = state.snapshot(self.engine)
         self._attach_optional(self.engine.clock.monotonic_ns())
         super().on_start()
         self._status(self.engine.clock.monotonic_ns())
@@ -165,6 +177,25 @@ class RiskProcessAgent(RiskAgent):
         names = {b.name for b in self.engine.breaches}
         self.limit_breaches += len(names - self._breach_names)
         self._breach_names = names
+        self._save_state()
+
+    def _save_state(self) -> None:
+        """Persist halt/pause state when it changed (mmshm.risk.state)."""
+        if self.state_path is None:
+            return
+        from mmshm.risk import state
+
+        snap = state.snapshot(self.engine)
+        if snap == self._saved_state:
+            return
+        try:
+            state.save(self.state_path, snap)
+            self._saved_state = snap
+        except OSError as exc:               # a full disk must not stop risk; retried next evaluation
+            self.state_errors += 1
+            if self.state_errors == 1 or self.state_errors % 1000 == 0:
+                log.error("risk: state not saved", extra={"path": str(self.state_path), "error": str(exc),
+                                                          "errors": self.state_errors})
 
     def _read_signals(self, now: int) -> None:
         if self.signals is None:

@@ -255,7 +255,8 @@ def test_quoter_and_risk_on_the_binance_capture(spawn, instance, binance_capture
     """`mmshm replay` publishes the real capture as the feed would (at its recorded pace); risk and
     the quoter run on it: every target checked against the book row of the same md_seq
     keeps bid < ask and never crosses, and the signals move."""
-    common = [*ARGS, "--set", f"risk.postmortem_dir={tmp_path}", "--set", "risk.max_position_lots=100",
+    common = [*ARGS, "--set", f"risk.postmortem_dir={tmp_path}", "--set", f"state_dir={tmp_path}",
+              "--set", "risk.max_position_lots=100",
               "--set", "quoter.max_book_age_ms=1000"]
     feed = spawn([PY, "-m", "mmshm", "replay", str(binance_capture), "--instance", instance, "--pace", "1",
                   "--linger", "30"])

@@ -142,7 +142,8 @@ def test_fills_position_daily_loss_halt_and_quoter_pulls(spawn, instance, tmp_pa
     venue = Venue(instance)
     try:
         venue.top()
-        risk = spawn([PY, "-m", "mmshm.procs.risk", *ARGS, "--set", f"risk.postmortem_dir={pm}", "--wait-s", "20"])
+        risk = spawn([PY, "-m", "mmshm.procs.risk", *ARGS, "--set", f"risk.postmortem_dir={pm}",
+                      "--set", f"state_dir={tmp_path}", "--wait-s", "20"])
         quoter = spawn([PY, "-m", "mmshm.procs.quoter", *ARGS, "--wait-s", "20"])
         procs = (risk, quoter)
         control = attach(instance, "control", CONTROL_ROW, procs)
@@ -203,7 +204,7 @@ def test_operator_paths_watchdog_and_reconcile(spawn, instance, tmp_path) -> Non
     try:
         venue.top()
         risk = spawn([PY, "-m", "mmshm.procs.risk", *ARGS, "--set", f"risk.postmortem_dir={pm}",
-                      "--set", "risk.reentry_wait_s=0", "--wait-s", "20"])
+                      "--set", "risk.reentry_wait_s=0", "--set", f"state_dir={tmp_path}", "--wait-s", "20"])
         procs = (risk,)
         control = attach(instance, "control", CONTROL_ROW, procs)
         tick = venue.top
@@ -284,7 +285,8 @@ def test_risk_process_gives_up_without_the_feed(spawn, instance) -> None:
 @pytest.mark.timeout(60)
 def test_restarted_risk_recovers_fills_from_the_journal(spawn, instance, tmp_path) -> None:
     db = tmp_path / "journal.sqlite"
-    args = [*ARGS, "--set", f"recorder.sqlite_path={db}", "--set", f"risk.postmortem_dir={tmp_path / 'pm'}"]
+    args = [*ARGS, "--set", f"recorder.sqlite_path={db}", "--set", f"risk.postmortem_dir={tmp_path / 'pm'}",
+            "--set", f"state_dir={tmp_path}"]
     venue = Venue(instance)
     try:
         venue.top()
@@ -303,8 +305,27 @@ def test_restarted_risk_recovers_fills_from_the_journal(spawn, instance, tmp_pat
         risk2 = spawn([PY, "-m", "mmshm.procs.risk", *args, "--wait-s", "20"])
         wait_for(lambda: row(control, 1, position=13) is not None and risk_counters(instance).get("fills") == 4,
                  what="position 13 after the restart", procs=(risk2, recorder), tick=tick)
+
+        # a halt survives a restart: SIGUSR1, clean stop, start again -> still HALT (manual)
+        risk2.send_signal(signal.SIGUSR1)
+        wait_for(lambda: row(control, 0, mode=Mode.HALT, reason=TriggerCode.MANUAL), what="HALT", procs=(risk2,),
+                 tick=tick)
         risk2.send_signal(signal.SIGTERM)
         assert risk2.wait(timeout=10) == 0
+        control.close()
+        assert json.loads((tmp_path / instance / "risk-state.json").read_text())["halted"] is True
+        risk3 = spawn([PY, "-m", "mmshm.procs.risk", *args, "--wait-s", "20"])
+        control = attach(instance, "control", CONTROL_ROW, (risk3,))
+        wait_for(lambda: row(control, 1, position=13), what="position after the second restart", procs=(risk3,),
+                 tick=tick)
+        time.sleep(0.2)
+        assert row(control, 0, mode=Mode.HALT, reason=TriggerCode.MANUAL) is not None
+        from mmshm.records import CommandKind
+        from mmshm.supervisor.commands import send_command
+        send_command(instance, CommandKind.RESUME)
+        wait_for(lambda: row(control, 0, mode=Mode.NORMAL), what="resume", procs=(risk3,), tick=tick)
+        risk3.send_signal(signal.SIGTERM)
+        assert risk3.wait(timeout=10) == 0
         control.close()
     finally:
         venue.close()
