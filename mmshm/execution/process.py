@@ -44,9 +44,9 @@ from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
 from mmshm.agent.sdnotify import SdNotifier
 from mmshm.execution.session import ExecutionSession, session_from_config
 from mmshm.instruments import InstrumentTable
-from mmshm.records import CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
+from mmshm.records import BOOK_ROW, CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
 from mmshm.shm import GatedWriter, SeqlockTable, SegmentNotFound, ShmError
-from mmshm.venues.binance_usdm.trading import ExchangeEnv, InstrumentIndex
+from mmshm.venues.binance_usdm.trading import BinanceError, ExchangeEnv, InstrumentIndex
 
 log = logging.getLogger("mmshm.execution.process")
 
@@ -151,6 +151,22 @@ class ExecutorService:
         self._lat_seen = 0
         self.ready = False
         self.exit_reason = ""
+        self.tick_errors = 0
+        self.book: SeqlockTable | None = None      # shadow mode: the live book our orders match against
+        self._book_version: list[int] = []
+        self.commands = None                       # operator commands (RESUME lifts the SIGUSR1 latch)
+
+    # ------------------------------------------------------------------ runner-like API
+    @property
+    def halted(self) -> bool:
+        """The process-local halt latch (SIGUSR1); ``executor_command_handler`` reads it."""
+        return self.flags.halt
+
+    def clear_halt(self) -> None:
+        """``mmshm resume``: lift the SIGUSR1 latch; trading follows the control block again."""
+        self.flags.clear_halt()
+        self.halt_why &= ~HALT_SIGNAL
+        log.warning("operator RESUME: SIGUSR1 halt latch lifted")
 
     # ------------------------------------------------------------------ publishing
     def publish(self, rec: np.void) -> bool:
@@ -220,6 +236,21 @@ class ExecutorService:
                 log.info("attached control", extra={"rows": self.control.rows})
             except (SegmentNotFound, ShmError) as exc:
                 self._waiting("control", f"risk creates it; HALT until then: {exc}")
+        if self.commands is None:
+            try:
+                from mmshm.supervisor.commands import CommandAgent, executor_command_handler
+                agent = CommandAgent(self.instance, executor_command_handler)
+                agent.bind_runner(self)
+                agent.on_start()
+                self.commands = agent
+            except (ShmError, OSError) as exc:
+                self._waiting("commands", f"operator commands not seen until then: {exc}")
+        if self.book is None and self.session is not None and self.session.shadow is not None:
+            try:
+                self.book = SeqlockTable.attach(self.instance, "book", BOOK_ROW)
+                self._book_version = [0] * self.book.rows
+            except (SegmentNotFound, ShmError) as exc:
+                self._waiting("book", f"shadow mode matches against it: {exc}")
         if self.verdicts is None:
             try:
                 self.verdicts = VerdictTable.attach(self.instance)
@@ -334,13 +365,16 @@ class ExecutorService:
         """Heartbeat, counters and systemd pings while the event loop is alive."""
         while True:
             now = time.monotonic_ns()
-            self.update_counters()
+            try:
+                self.update_counters()
+                if self._lat_quote is not None:
+                    for lat in (self._lat_quote, self._lat_ack, self._lat_tick):
+                        lat.publish(now)
+            except Exception:  # noqa: BLE001 - observability must not stop the heartbeat
+                log.exception("executor counters/latency update failed")
             if self.slot is not None:
                 self.slot.heartbeat(now, self.work_total, self.idle_total)
             self.notifier.maybe_ping(now)
-            if self._lat_quote is not None:
-                for lat in (self._lat_quote, self._lat_ack, self._lat_tick):
-                    lat.publish(now)
             await asyncio.sleep(self.opt.heartbeat_s)
 
     def update_counters(self) -> None:
@@ -355,7 +389,7 @@ class ExecutorService:
                 "reconciles": sc["reconciles"], "mode": self.mode_now,
                 "position_lots": sum(s.working.position.values()), "fees": sum(s.working.fees.values())}
         t = s.trading
-        if t is not None and hasattr(t, "ws"):
+        if t is not None and s.shadow is None:
             us = s.user_stream
             vals["reconnects"] = max(0, t.ws.connects - 1) + (max(0, us.connects - 1) if us is not None else 0)
             vals["breaker_state"] = int(t.breaker.state)
@@ -452,7 +486,12 @@ class ExecutorService:
                     pass
         if self.slot is not None:
             self.slot.release()
-        for seg in (self.targets, self.control, self.verdicts, self.orders):
+        if self.commands is not None:
+            try:
+                self.commands.on_close()
+            except Exception:  # noqa: BLE001
+                pass
+        for seg in (self.targets, self.control, self.verdicts, self.book, self.orders):
             if seg is not None:
                 try:
                     seg.close()
@@ -467,9 +506,10 @@ class ExecutorService:
         if s is None:
             return
         extra: dict = {"session": dict(s.counters), "acks": self.acks, "fills": self.fills,
-                       "refused": self.refused, "deferred": self.deferred, "drops": self.drops}
+                       "refused": self.refused, "deferred": self.deferred, "drops": self.drops,
+                       "tick_errors": self.tick_errors}
         t = s.trading
-        if t is not None and hasattr(t, "ws"):
+        if t is not None and s.shadow is None:
             extra["ws_connects"] = t.ws.connects
             extra["ws_reconnect_max_ms"] = max(t.ws.reconnect_ns, default=0) / 1e6
             extra["breaker"] = dict(t.breaker.counts)
@@ -486,6 +526,8 @@ class ExecutorService:
             self.halt_why |= HALT_SIGNAL
             if self.slot is not None:
                 self.slot.set_state(ProcState.HALTED)
+        if not f.halt:
+            self.halt_why &= ~HALT_SIGNAL
         if self.slot is not None and not f.halt:
             self.slot.set_state(ProcState.PAUSED if f.paused else ProcState.RUNNING)
 
@@ -503,6 +545,10 @@ class ExecutorService:
                 if flags.stop:
                     break
             self.attach_missing()
+            if self.commands is not None:
+                self.commands.do_work()
+            if self.book is not None:
+                self._feed_shadow_book()
             now = time.monotonic_ns()
             self._read_control(now)
             self._read_verdicts()
@@ -517,7 +563,13 @@ class ExecutorService:
             work = await self.step(now)
             if now >= next_tick:
                 next_tick = now + self.tick_ns
-                await s.tick()
+                try:
+                    await s.tick()
+                except (BinanceError, OSError, asyncio.TimeoutError) as exc:
+                    # housekeeping retried next tick; orders stay guarded by the dead-man switch
+                    self.tick_errors += 1
+                    log.error("executor tick failed", extra={"error": f"{type(exc).__name__}: {exc}",
+                                                             "tick_errors": self.tick_errors})
                 work += 1
             if work:
                 self.work_total += work
@@ -599,10 +651,28 @@ class ExecutorService:
                 row = row.copy()
                 row["flags"] = int(row["flags"]) | 1
             n_lat = len(s.latency_ns)
-            await s.on_targets(row, mode=m, seen_mono=seen, control=self._ctl_rows[1 + i])
+            try:
+                await s.on_targets(row, mode=m, seen_mono=seen, control=self._ctl_rows[1 + i])
+            except ValueError as exc:            # a target the state machine refuses: counted drop
+                self.drops += 1
+                log.error("target row dropped", extra={"instrument": i, "error": str(exc)})
+                continue
             self._record_latency(row, seen, n_lat)
             work += 1
         return work
+
+    def _feed_shadow_book(self) -> None:
+        """Shadow mode: each changed BOOK_ROW of a traded instrument goes to the ShadowVenue."""
+        shadow = self.session.shadow
+        for i in range(min(self.n_inst, self.book.rows)):
+            v = self.book.version(i)
+            if v != self._book_version[i] and v > 0:
+                try:
+                    row = self.book.read(i)
+                except ShmError:
+                    continue
+                self._book_version[i] = v
+                shadow.on_book_row(row)
 
     def _record_latency(self, row: np.void, seen: int, n_before: int) -> None:
         lat = self.session.latency_ns

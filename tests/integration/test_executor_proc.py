@@ -79,6 +79,11 @@ def test_watchdog_halt_and_sigusr1_cancel_all(rig):
         import time
         time.sleep(0.5)
         assert rig.open_orders() == []                      # latched: nothing new
+        from mmshm.records import CommandKind
+        from mmshm.supervisor.commands import send_command
+        send_command(rig.instance, CommandKind.RESUME, "test")   # `mmshm resume` lifts the latch
+        wait_for(lambda: [float(o["price"]) for o in rig.open_orders()] == [49991.0], 10,
+                 "quoting after RESUME", [rig.executor])
         rig.executor.send_signal(signal.SIGTERM)
         assert rig.executor.wait(timeout=15) == 0
     finally:
@@ -108,3 +113,28 @@ def test_full_orders_ring_defers_requests_nothing_unrecorded(rig):
     assert rig.executor.wait(timeout=15) == 0
     s = [l for l in rig.executor_log().splitlines() if '"executor summary"' in l]
     assert '"deferred":0' not in s[-1]
+
+
+@pytest.mark.timeout(60)
+def test_shadow_mode_sends_nothing_to_the_venue(rig):
+    """mode=shadow: orders live in the local ShadowVenue fed from the book table."""
+    import numpy as np
+    from mmshm.records import BOOK_ROW
+    from mmshm.shm import SeqlockTable
+
+    book = SeqlockTable.create(rig.instance, "book", BOOK_ROW, 1)
+    try:
+        b = np.zeros(1, BOOK_ROW)
+        b[0]["n_bids"] = b[0]["n_asks"] = 1
+        b[0]["bid_px"][0], b[0]["ask_px"][0] = rig.ticks("50000.0"), rig.ticks("50010.0")
+        b[0]["bid_qty"][0] = b[0]["ask_qty"][0] = rig.lots("1.000")
+        book.write(0, b)
+        rig.start_executor("--set", "mode=shadow")
+        rig.target(bids=[(rig.ticks("50005.0"), rig.lots("0.010"))])
+        wait_for(lambda: rig.counters().get("acks") == 1, 10, "shadow ack", [rig.executor])
+        assert rig.open_orders() == [] and rig.stats()["exchange"].get("orders", 0) == 0
+        rig.executor.send_signal(signal.SIGTERM)
+        assert rig.executor.wait(timeout=15) == 0
+        assert [int(e["kind"]) for e in rig.ring_events()].count(K.CANCELED) == 1
+    finally:
+        book.close()
