@@ -284,6 +284,15 @@ def test_quoter_and_risk_on_the_binance_capture(spawn, instance, binance_capture
         assert s["sigma_bp"] > 0 and s["imbalance"] != 0 and s["fair_value"] > 0
         # the capture is BTCUSDT around 56k-57k USDT: the fair value is in ticks of 0.1
         assert 500_000 < s["fair_value"] < 700_000
+        # the feed -> quote stage is in the latency table (published every 0.5 s)
+        from mmshm.monitor.latency import LATENCY_ROW, read_histograms
+        lat = SeqlockTable.attach(instance, "latency", LATENCY_ROW)
+        try:
+            h = wait_for(lambda: [x for x in read_histograms(lat) if x["stage"] == "feed_to_quote" and x["count"]],
+                         what="feed_to_quote histogram", proc=q)[0]
+            assert h["pid"] == q.pid and sum(h["buckets"]) == h["count"] and h["max_s"] > 0
+        finally:
+            lat.close()
         # the feed stops: the book ages past max_book_age_ms and every quote is pulled
         feed.send_signal(signal.SIGSTOP)
         try:
