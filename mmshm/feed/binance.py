@@ -18,14 +18,18 @@ whenever a book asks for one:
   diff); ``silence_reconnect_s`` of silence drops the connection and reconnects.
 
 Instruments come from REST ``exchangeInfo`` before anything is published.
+
+Binance production (``fstream.binance.com``) routes streams by category: book streams
+(bookTicker, depth) on ``/public``, trades on ``/market``; there the trades come over a
+second connection with its own reconnects (it never touches the book sync).
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -44,6 +48,8 @@ SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 #: Parser message kinds (``mmshm._native.binance_parse.KIND_NAMES``) -> feed counter.
 _KIND_SLOTS = {1: "msg_depth", 2: "msg_ticker", 3: "msg_trade", 4: "msg_trade"}
 _STREAM_PREFIX = b'{"stream":"'
+#: Binance's routed WebSocket entry points (data categories).
+ROUTES = ("public", "market", "private")
 _K_DEPTH = 1
 #: Heartbeat after every 64th frame: a busy loop beats often, an idle one from the periodic task.
 BEAT_EVERY_MASK = 63
@@ -59,14 +65,25 @@ def snapshot_limit(book_depth: int) -> int:
     return SNAPSHOT_LIMITS[-1]
 
 
-def stream_url(ws_url: str, streams: list[str]) -> str:
+def stream_url(ws_url: str, streams: list[str], route: str = "") -> str:
     """The combined-stream URL on ``ws_url`` (a base such as ``wss://fstream.binance.com``;
-    a trailing ``/stream`` or ``/ws`` is accepted and replaced)."""
+    a trailing ``/stream`` or ``/ws`` is accepted and replaced), under ``/<route>`` if given."""
     base = ws_url.rstrip("/")
     for suffix in ("/stream", "/ws"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
-    return base + C.combined_stream_path(streams)
+    for r in ROUTES:
+        if base.endswith("/" + r):
+            base = base[: -len(r) - 1]
+    return base + (f"/{route}" if route else "") + C.combined_stream_path(streams)
+
+
+def is_routed_host(ws_url: str) -> bool:
+    """Binance production splits its USD-M WebSocket endpoints by data category (``/public``:
+    bookTicker and depth, ``/market``: trades, ...; legacy unrouted URLs carry only public
+    streams since 2026-04-23). Local venues and the testnet keep the single combined stream."""
+    host = urlsplit(ws_url).hostname or ""
+    return host == "fstream.binance.com"
 
 
 def specs_from_exchange_info(info: bytes | dict, symbols: list[str], venue: str, *,
@@ -96,7 +113,8 @@ class BinanceFeedSource:
                  backoff: BackoffPolicy | None = None, ping_interval_s: float = 20.0,
                  open_timeout_s: float = 10.0, rest_timeout_s: float = 10.0,
                  specs: list[InstrumentSpec] | None = None, latency: LatencyWindow | None = None,
-                 beat: Beat | None = None, rng: random.Random | None = None) -> None:
+                 beat: Beat | None = None, rng: random.Random | None = None,
+                 routed: bool | None = None) -> None:
         if not symbols:
             raise ValueError("at least one symbol")
         self.symbols = [s.upper() for s in symbols]
@@ -127,7 +145,24 @@ class BinanceFeedSource:
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
         streams = [s for sym in self.symbols for s in C.market_streams(sym, depth_speed, trades)]
-        self.url = stream_url(ws_url, streams)
+        self.routed = is_routed_host(ws_url) if routed is None else routed
+        self.trade_conn: WsConnection | None = None
+        if self.routed:
+            # Binance's split endpoints: book streams on /public, trades on /market (an
+            # unrouted connection receives only /public streams, so trades would never come).
+            book_streams = [s for s in streams if "@trade" not in s and "@aggTrade" not in s]
+            trade_streams = [s for s in streams if s not in book_streams]
+            self.url = stream_url(ws_url, book_streams, route="public")
+            self.trade_url = stream_url(ws_url, trade_streams, route="market")
+            self.trade_conn = WsConnection(
+                ConnectionConfig(url=self.trade_url, name=f"feed-{venue}-trades", backoff=self.backoff,
+                                 open_timeout_s=open_timeout_s, ping_interval_s=ping_interval_s,
+                                 ping_timeout_s=ping_interval_s, silence_timeout_s=None,
+                                 silence_reconnect_s=None),
+                self._on_trade_message, on_disconnect=self._on_trade_disconnect, rng=rng)
+        else:
+            self.url = stream_url(ws_url, streams)
+            self.trade_url = ""
         self.conn = WsConnection(
             ConnectionConfig(url=self.url, name=f"feed-{venue}", backoff=self.backoff,
                              open_timeout_s=open_timeout_s, ping_interval_s=ping_interval_s,
@@ -175,11 +210,16 @@ class BinanceFeedSource:
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
-        await self.conn.run()
+        if self.trade_conn is None:
+            await self.conn.run()
+        else:
+            await asyncio.gather(self.conn.run(), self.trade_conn.run())
 
     async def stop(self) -> None:
         self._stopping = True
         await self.conn.stop()
+        if self.trade_conn is not None:
+            await self.trade_conn.stop()
         self._cancel_fetches()
         if self._http is not None:
             await self._http.close()
@@ -231,6 +271,22 @@ class BinanceFeedSource:
         self._frames += 1
         if not self._frames & BEAT_EVERY_MASK:   # heartbeat per batch of frames (and from the periodic task)
             self.beat_hook()
+
+    def _on_trade_message(self, data: bytes, recv_ns: int) -> None:
+        """A frame of the separate trade connection (routed endpoints): trades only; they
+        do not touch the book sync, so its state is not this connection's business."""
+        i = 0 if len(self.books) == 1 else self._route(data)
+        if i < 0:
+            return
+        book = self.books[i]
+        book.on_frame(data, recv_ns)
+        e = book.parser.event_time
+        if e > 0:
+            self._lat_add(recv_ns - e * 1_000_000)
+
+    def _on_trade_disconnect(self, reason: str) -> None:
+        if not self._stopping:
+            log.warning("trade stream disconnected: %s", reason)
 
     def _route(self, data: bytes) -> int:
         """Instrument index of a combined-stream frame (by its stream's symbol); -1 if none."""
@@ -320,7 +376,7 @@ class BinanceFeedSource:
             msgs = book.parser.messages
             for k, name in _KIND_SLOTS.items():
                 out[name] += int(msgs[k])
-        out["reconnects"] = self.conn.stats.reconnects
+        out["reconnects"] = self.conn.stats.reconnects + (self.trade_conn.stats.reconnects if self.trade_conn else 0)
         return out
 
     def drops(self) -> dict[str, int]:
@@ -349,7 +405,9 @@ class BinanceFeedSource:
                            "disconnects": s.disconnects, "stale": s.stale, "messages": s.messages,
                            "bytes": s.bytes},
             "snapshot_errors": self.snapshot_errors, "unrouted": self.unrouted,
+            **({"trade_connection": vars(self.trade_conn.stats) | {"backoff_delays": None}}
+               if self.trade_conn is not None else {}),
         }
 
 
-__all__ = ["BinanceFeedSource", "SNAPSHOT_LIMITS", "snapshot_limit", "specs_from_exchange_info", "stream_url"]
+__all__ = ["BinanceFeedSource", "SNAPSHOT_LIMITS", "is_routed_host", "snapshot_limit", "specs_from_exchange_info", "stream_url"]

@@ -86,7 +86,9 @@ def test_source_from_config_picks_the_venue(binance_capture) -> None:
 
     s = source_from_config(cfg("venue.name=binance-usdm", "feed.depth_speed=100ms", "feed.stale_after_s=2"),
                            trades="aggTrade")
-    assert isinstance(s, BinanceFeedSource) and s.url.endswith("btcusdt@depth@100ms/btcusdt@aggTrade")
+    assert isinstance(s, BinanceFeedSource) and s.url.endswith("/public/stream?streams=btcusdt@bookTicker/"
+                                                               "btcusdt@depth@100ms")
+    assert s.trade_url.endswith("/market/stream?streams=btcusdt@aggTrade")
     assert s.conn.config.silence_timeout_s == 2 and s.conn.config.silence_reconnect_s == 8
     assert isinstance(source_from_config(cfg("venue.name=hyperliquid", 'venue.symbols=["BTC"]')),
                       HyperliquidFeedSource)
@@ -297,3 +299,39 @@ def test_service_against_standin_publishes_then_disconnects(binance_capture, ins
         book.close()
     c = svc.counters()
     assert c["md_events"] > 100 and c["snapshots"] == 1 and c["md_gaps"] == 0
+
+
+def test_binance_production_splits_book_and_trade_streams(binance_capture, instance) -> None:
+    """fstream.binance.com: book streams on /public, trades on /market (a second connection
+    whose frames publish TRADE events without touching the book sync)."""
+    from mmshm.feed.binance import BinanceFeedSource, is_routed_host
+
+    assert is_routed_host("wss://fstream.binance.com") and not is_routed_host("ws://127.0.0.1:1")
+    assert not is_routed_host("wss://fstream.binancefuture.com")
+    spec = specs_from_exchange_info({"symbols": [{"symbol": "BTCUSDT", "filters": [
+        {"filterType": "PRICE_FILTER", "tickSize": "0.10"},
+        {"filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"},
+        {"filterType": "MIN_NOTIONAL", "notional": "100"}]}]}, ["BTCUSDT"], "binance-usdm")
+    src = BinanceFeedSource(["BTCUSDT"], ws_url="wss://fstream.binance.com/public", rest_url=C.REST_BASE,
+                            specs=spec)
+    assert src.url == "wss://fstream.binance.com/public/stream?streams=btcusdt@bookTicker/btcusdt@depth@0ms"
+    assert src.trade_url == "wss://fstream.binance.com/market/stream?streams=btcusdt@trade"
+    local = BinanceFeedSource(["BTCUSDT"], ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9", specs=spec)
+    assert local.trade_conn is None and local.url.endswith("btcusdt@depth@0ms/btcusdt@trade")
+
+    md, book, reader = _segments(instance)
+    try:
+        asyncio.run(src.prepare())
+        src.bind(md, book)
+        _, frames = load_capture(binance_capture)
+        trades = [f for f in frames if b"@trade" in f[:40]][:50]
+        for f in trades:
+            src._on_trade_message(f, 1)
+        ev = _drain(reader)
+        assert len(ev) == 50 and (ev["kind"] == MdKind.TRADE).all()
+        assert src.totals()["msg_trade"] == 50 and src.totals()["msg_depth"] == 0
+    finally:
+        reader.close()
+        for seg in (md, book):
+            seg.unlink()
+            seg.close()
