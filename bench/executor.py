@@ -323,22 +323,27 @@ def main(argv=None) -> int:
 
     result: dict = {"benchmark": "executor", "quick": args.quick, "goal_p50_ns": GOAL_P50_NS,
                     "cpu": my_cpu, "venue_cpu": venue_cpu, "loadavg_1m": os.getloadavg()[0]}
-    venue, port = start_venue(venue_cpu)
     instance = f"xb{os.getpid()}{uuid.uuid4().hex[:6]}"
-    try:
-        result["latency"] = {
-            "ws_amend": uvloop.run(latency_run(port, instance, n, prefer_ws=True, prefer_amend=True)),
-            "rest_amend": uvloop.run(latency_run(port, instance, max(50, n // 4), prefer_ws=False, prefer_amend=True)),
-            "ws_cancel_new": uvloop.run(latency_run(port, instance, max(50, n // 4), prefer_ws=True, prefer_amend=False)),
-        }
-        result["profile_ws_amend"] = uvloop.run(latency_run(port, instance, max(50, n // 4), prefer_ws=True,
-                                                            prefer_amend=True, profile=True))
-    finally:
-        venue.terminate()
+
+    def on_fresh_venue(**kw) -> dict:
+        # a fresh venue per run: each run starts with empty venue-side rate windows
+        venue, port = start_venue(venue_cpu)
         try:
-            venue.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            venue.kill()
+            return uvloop.run(latency_run(port, instance, **kw))
+        finally:
+            venue.terminate()
+            try:
+                venue.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                venue.kill()
+
+    short = max(50, n // 4)
+    result["latency"] = {
+        "ws_amend": on_fresh_venue(n=n, prefer_ws=True, prefer_amend=True),
+        "rest_amend": on_fresh_venue(n=short, prefer_ws=False, prefer_amend=True),
+        "ws_cancel_new": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=False),
+    }
+    result["profile_ws_amend"] = on_fresh_venue(n=short, prefer_ws=True, prefer_amend=True, profile=True)
     lat = result["latency"]
     result["latency"]["ratio_rest_over_ws_p50"] = lat["rest_amend"]["p50_ns"] / lat["ws_amend"]["p50_ns"]
     result["latency"]["goal_met"] = lat["ws_amend"]["p50_ns"] <= GOAL_P50_NS
