@@ -105,7 +105,8 @@ def specs_from_exchange_info(info: bytes | dict, symbols: list[str], venue: str,
 
 
 class BinanceFeedSource:
-    """One combined-stream session for ``symbols`` (see the module docstring)."""
+    """The combined-stream session for ``symbols`` (two on Binance production: book streams
+    and trades; see the module docstring)."""
 
     def __init__(self, symbols: list[str], *, ws_url: str, rest_url: str, venue: str = C.VENUE,
                  depth_speed: str = "0ms", trades: str = "trade", book_depth: int = C.SNAPSHOT_LIMIT,
