@@ -51,49 +51,108 @@ cdef inline Py_ssize_t lower_bound(const int64_t *a, Py_ssize_t n, int64_t k) no
     return lo
 
 
-cdef inline void side_room(BookSide *s) noexcept nogil:
-    """Make room for one more level at the end of the storage (compact when needed)."""
-    if (s.key - s.kbase) + s.n >= 2 * s.cap:
-        memmove(s.kbase, s.key, s.n * sizeof(int64_t))
-        memmove(s.qbase, s.qty, s.n * sizeof(int64_t))
-        s.key = s.kbase
-        s.qty = s.qbase
+cdef inline void move_down(int64_t *dst, const int64_t *src, Py_ssize_t c) noexcept nogil:
+    """memmove of c int64 (regions may overlap); skips the call for the common tiny moves."""
+    if c == 1:
+        dst[0] = src[0]
+    elif c > 1:
+        memmove(dst, src, c * sizeof(int64_t))
 
 
-cdef inline int side_set(BookSide *s, int64_t key, int64_t qty) noexcept nogil:
-    """Set a level: 0 done, 1 dropped/evicted (side full), 2 removal of an absent level.
+cdef Py_ssize_t side_apply(BookSide *s, const int64_t *px, const int64_t *qty, Py_ssize_t m,
+                           bint neg, int64_t *dropped, int64_t *missing) noexcept nogil:
+    """Set m levels of one side in order (key = -px for asks); the bound rule applied per level.
 
-    Evicting the worst level slides the window start forward (O(1)); the storage holds
-    2 * cap slots and is compacted when the window reaches its end, so evictions cost
-    O(1) amortised and inserts move only the levels between the new one and the top.
+    Exactly the result of setting the levels one by one into the sorted array, but the
+    side is held as a gap buffer for the batch: a lower segment L (the worst levels) at
+    ``key``, an upper segment U (the best levels) at the END of the storage, and the free
+    slots between them. An insert or a removal moves the gap to its position, so moving
+    levels costs the distance between consecutive edits, not the distance to the top:
+    a diff sorted best to worst (as Binance sends them, and as snapshots are) moves each
+    level between its deepest edit and the top about twice (out into U, back when the gap
+    is closed at the end) instead of once per edit. Quantity updates of held levels move
+    nothing. Returns the number of levels held.
     """
-    cdef Py_ssize_t i = lower_bound(s.key, s.n, key)
-    cdef int r = 0
-    if i < s.n and s.key[i] == key:
-        if qty == 0:
-            memmove(&s.key[i], &s.key[i + 1], (s.n - i - 1) * sizeof(int64_t))
-            memmove(&s.qty[i], &s.qty[i + 1], (s.n - i - 1) * sizeof(int64_t))
-            s.n -= 1
+    cdef int64_t *lk = s.key
+    cdef int64_t *lq = s.qty
+    cdef int64_t *kend = s.kbase + 2 * s.cap
+    cdef int64_t *qend = s.qbase + 2 * s.cap
+    cdef Py_ssize_t g = s.n          # |L|: logical levels 0..g-1 are lk[0..g)
+    cdef Py_ssize_t u = 0            # |U|: logical levels g..g+u-1 are (kend - u)[0..u)
+    cdef Py_ssize_t n = s.n, cap = s.cap, i, c, j
+    cdef int64_t k, q
+    for j in range(m):
+        k = -px[j] if neg else px[j]
+        q = qty[j]
+        if g and lk[g - 1] >= k:
+            i = lower_bound(lk, g, k)            # i < g
+            if lk[i] == k:
+                if q:
+                    lq[i] = q
+                    continue
+                c = g - i - 1                    # removal: L[i+1..g) -> front of U, drop L[i]
+                u += c
+                move_down(kend - u, lk + i + 1, c)
+                move_down(qend - u, lq + i + 1, c)
+                g = i
+                n -= 1
+                continue
         else:
-            s.qty[i] = qty
-        return 0
-    if qty == 0:
-        return 2
-    if s.n == s.cap:
-        if i == 0:
-            return 1                     # worse than every kept level
-        s.key += 1                       # evict the worst
-        s.qty += 1
-        s.n -= 1
-        i -= 1
-        r = 1
-    side_room(s)
-    memmove(&s.key[i + 1], &s.key[i], (s.n - i) * sizeof(int64_t))
-    memmove(&s.qty[i + 1], &s.qty[i], (s.n - i) * sizeof(int64_t))
-    s.key[i] = key
-    s.qty[i] = qty
-    s.n += 1
-    return r
+            i = lower_bound(kend - u, u, k)      # index within U
+            if i < u and (kend - u)[i] == k:
+                if q:
+                    (qend - u)[i] = q
+                    continue
+                move_down(lk + g, kend - u, i)   # removal: U[0..i) -> end of L, drop U[i]
+                move_down(lq + g, qend - u, i)
+                g += i
+                u -= i + 1
+                n -= 1
+                continue
+            i += g
+        if q == 0:
+            missing[0] += 1
+            continue
+        if n == cap:
+            dropped[0] += 1
+            if i == 0:
+                continue                         # worse than every kept level
+            if g:                                # evict the worst
+                lk += 1
+                lq += 1
+                g -= 1
+            else:
+                u -= 1
+            i -= 1
+            n -= 1
+        if i < g:                                # move the gap to logical position i
+            c = g - i
+            u += c
+            move_down(kend - u, lk + i, c)
+            move_down(qend - u, lq + i, c)
+            g = i
+        elif i > g:
+            c = i - g
+            move_down(lk + g, kend - u, c)
+            move_down(lq + g, qend - u, c)
+            u -= c
+            g = i
+        if lk + g == kend - u:                   # no free slot: L back to the storage start
+            memmove(s.kbase, lk, g * sizeof(int64_t))
+            memmove(s.qbase, lq, g * sizeof(int64_t))
+            lk = s.kbase
+            lq = s.qbase
+        lk[g] = k
+        lq[g] = q
+        g += 1
+        n += 1
+    if u:                                        # close the gap: U right after L
+        memmove(lk + g, kend - u, u * sizeof(int64_t))
+        memmove(lq + g, qend - u, u * sizeof(int64_t))
+    s.key = lk
+    s.qty = lq
+    s.n = n
+    return n
 
 
 cdef class L2Book:
@@ -133,26 +192,23 @@ cdef class L2Book:
         self._pub[0] = self._pub[1] = self._pub[2] = self._pub[3] = -1
 
     cdef int set_level_c(self, int side, int64_t px, int64_t qty) noexcept nogil:
-        cdef int r
-        if side == C_BID:
-            r = side_set(&self._bids, px, qty)
-        else:
-            r = side_set(&self._asks, -px, qty)
-        if r == 1:
-            self.levels_dropped += 1
-        elif r == 2:
-            self.missing_removes += 1
-        return r
+        cdef int64_t dropped = self.levels_dropped, missing = self.missing_removes
+        side_apply(&self._bids if side == C_BID else &self._asks, &px, &qty, 1, side != C_BID,
+                   &self.levels_dropped, &self.missing_removes)
+        if self.levels_dropped != dropped:
+            return 1
+        if self.missing_removes != missing:
+            return 2
+        return 0
 
     cdef int apply_c(self, const int64_t *bpx, const int64_t *bqty, Py_ssize_t nb,
                      const int64_t *apx, const int64_t *aqty, Py_ssize_t na) noexcept nogil:
         """Apply levels in order; returns TOP_CHANGED | LOCKED | CROSSED flags."""
-        cdef Py_ssize_t i
         cdef int flags
-        for i in range(nb):
-            self.set_level_c(C_BID, bpx[i], bqty[i])
-        for i in range(na):
-            self.set_level_c(C_ASK, apx[i], aqty[i])
+        if nb:
+            side_apply(&self._bids, bpx, bqty, nb, False, &self.levels_dropped, &self.missing_removes)
+        if na:
+            side_apply(&self._asks, apx, aqty, na, True, &self.levels_dropped, &self.missing_removes)
         flags = self.state_c()
         flags = C_CROSSED if flags == 2 else (C_LOCKED if flags == 1 else 0)
         if self._top_differs():
