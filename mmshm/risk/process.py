@@ -67,6 +67,7 @@ class RiskProcessAgent(RiskAgent):
         self._saved_state: dict | None = None
         self.state_errors = 0
         self.recoveries: list = []
+        self._attach_errors: dict[str, str] = {}
         self.open_orders = open_orders
         self.open_signals = open_signals
         self.open_verdicts = open_verdicts
@@ -257,37 +258,45 @@ class RiskProcessAgent(RiskAgent):
 
     # ------------------------------------------------------------------ attachments
     def _attach_optional(self, now: int) -> None:
-        """Orders ring (until attached / after replacement), signals, verdicts, commands."""
+        """Orders ring (until attached / after replacement), signals, verdicts, commands.
+
+        A segment that is absent is retried every ``attach_retry_s``; one that exists but
+        cannot be used (another layout; ``orders`` without ``risk`` as a required reader)
+        is logged once per kind of error and retried too: risk must keep writing control
+        rows whatever the others do."""
         self._next_attach = now + self.retry_ns
         if self.orders is None and self.open_orders is not None:
-            try:
-                self.orders = self.open_orders()
+            orders = self._try_open("orders", self.open_orders)
+            if orders is not None:
+                self.orders = orders
                 self._orders_inode = posix_inode(self.instance, ORDERS_SEGMENT)
-                log.info("attached to the orders ring as required reader 'risk'", extra={"cursor": self.orders.cursor})
+                log.info("attached to the orders ring as required reader 'risk'", extra={"cursor": orders.cursor})
                 self._recover()
-            except segmod.SegmentNotFound:
-                pass
         if self.signals is not None:
             inode = posix_inode(self.instance, SIGNALS_SEGMENT)
             if inode is not None and inode != self._signals_inode:   # a restarted quoter made a new one
                 self.signals.close()
                 self.signals = None
         if self.signals is None and self.open_signals is not None:
-            try:
-                self.signals = self.open_signals()
+            self.signals = self._try_open("signals", self.open_signals)
+            if self.signals is not None:
                 self._signals_inode = posix_inode(self.instance, SIGNALS_SEGMENT)
-            except segmod.SegmentNotFound:
-                pass
         if self.verdicts is None and self.open_verdicts is not None:
-            try:
-                self.verdicts = self.open_verdicts()
-            except segmod.SegmentNotFound:
-                pass
+            self.verdicts = self._try_open("verdicts", self.open_verdicts)
         if self.commands is None and self.open_commands is not None:
-            try:
-                self.commands = self.open_commands()
-            except segmod.SegmentNotFound:
-                pass
+            self.commands = self._try_open("commands", self.open_commands)
+
+    def _try_open(self, what: str, open_fn: Callable[[], object]):
+        try:
+            return open_fn()
+        except segmod.SegmentNotFound:
+            return None
+        except ShmError as exc:
+            msg = str(exc)
+            if self._attach_errors.get(what) != msg:
+                self._attach_errors[what] = msg
+                log.error("risk: cannot attach %s", what, extra={"error": msg})
+            return None
 
     def _recover(self) -> None:
         """Fills the previous risk process consumed from this ring (cursor > 1): from the journal."""

@@ -329,3 +329,26 @@ def test_restarted_risk_recovers_fills_from_the_journal(spawn, instance, tmp_pat
         control.close()
     finally:
         venue.close()
+
+
+@pytest.mark.timeout(30)
+def test_orders_ring_without_risk_as_required_reader_is_refused_not_fatal(spawn, instance, tmp_path) -> None:
+    venue = Venue(instance, orders=False)
+    wrong = GatedWriter.create(instance, "orders", ORDER_EVENT, capacity=1 << 10, required=("recorder",))
+    try:
+        venue.top()
+        risk = spawn([PY, "-m", "mmshm.procs.risk", *ARGS, "--set", f"state_dir={tmp_path}", "--wait-s", "20"])
+        control = attach(instance, "control", CONTROL_ROW, (risk,))
+        wait_for(lambda: row(control, 0, mode=Mode.NORMAL), what="control rows", procs=(risk,), tick=venue.top)
+        time.sleep(1.5)                                   # several attach retries: still alive, still writing
+        assert risk.poll() is None
+        hb = int(control.read(0)["heartbeat_mono"])
+        wait_for(lambda: int(control.read(0)["heartbeat_mono"]) > hb, what="heartbeat", procs=(risk,))
+        risk.send_signal(signal.SIGTERM)
+        assert risk.wait(timeout=10) == 0
+        assert b"not a required reader" in risk.stdout.read()           # JSON log lines on stdout
+        control.close()
+    finally:
+        wrong.unlink()
+        wrong.close()
+        venue.close()
