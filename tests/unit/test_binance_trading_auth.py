@@ -57,3 +57,10 @@ def test_load_signer_from_env_and_credentials_dir(tmp_path):
     (tmp_path / "api_secret").write_text(DOC_SECRET + "\n")
     s = load_signer({"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert s.sign(DOC_QUERY) == DOC_SIG
+
+
+def test_live_user_stream_uses_the_private_host() -> None:
+    """Production serves user data only under /private; the plain host carries book data only."""
+    from mmshm.venues.binance_usdm.trading import LIVE_ENDPOINTS
+
+    assert LIVE_ENDPOINTS.ws_stream == "wss://fstream.binance.com/private"

@@ -66,12 +66,15 @@ class ExchangeEnv(str, Enum):
 class Endpoints:
     rest: str        # https://host (no trailing slash)
     ws_api: str      # wss://host/ws-fapi/v1
-    ws_stream: str   # wss://host (user stream is <ws_stream>/ws/<listenKey>)
+    ws_stream: str   # wss://host[/private] (user stream is <ws_stream>/ws/<listenKey>)
 
 
 #: Binance's documented endpoints.
+# Production split its USD-M WebSocket hosts by data type (2026-04): user data is served
+# under /private (``wss://fstream.binance.com/private/ws/<listenKey>``); a URL without the
+# prefix carries book data only, so the user stream would silently receive nothing.
 LIVE_ENDPOINTS = Endpoints("https://fapi.binance.com", "wss://ws-fapi.binance.com/ws-fapi/v1",
-                           "wss://fstream.binance.com")
+                           "wss://fstream.binance.com/private")
 TESTNET_ENDPOINTS = Endpoints("https://testnet.binancefuture.com",
                               "wss://testnet.binancefuture.com/ws-fapi/v1",
                               "wss://fstream.binancefuture.com")
