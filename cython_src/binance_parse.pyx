@@ -231,6 +231,32 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
     cdef uint8_t c
     status[0] = NS_OK
     if p[0] == 34:
+        # fast path for the common plain form "123.4500": at least one integer digit, at
+        # most 18 digits in all (cannot overflow), an optional '.', the closing quote.
+        # Anything else (or too long) falls through to the general scan below, which
+        # gives the same digits/frac for this form.
+        q = p + 1
+        while q < end and 48 <= q[0] <= 57 and nd < 19:
+            d = d * 10 + (q[0] - 48)
+            nd += 1
+            q += 1
+        if nd and q < end and q[0] == 46:
+            q += 1
+            while q < end and 48 <= q[0] <= 57 and nd < 19:
+                d = d * 10 + (q[0] - 48)
+                nd += 1
+                f += 1
+                q += 1
+        if 0 < nd <= 18 and q < end and q[0] == 34:
+            while f and d % 10 == 0:         # trailing fraction zeros are not significant
+                d //= 10
+                f -= 1
+            digits[0] = d
+            frac[0] = f
+            return q + 1
+        d = 0
+        f = 0
+        nd = 0
         # one pass over the string: digits, one '.', the closing quote; anything else
         # (sign, exponent, escape, NaN...) ends in skip_string for the structure.
         q = p + 1
@@ -310,10 +336,21 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
 
 cdef const uint8_t *scan_int(const uint8_t *p, const uint8_t *end, int64_t *out, int *status) noexcept nogil:
     """A non-negative JSON integer (bare). Strings, fractions, exponents: NS_BAD."""
-    cdef const uint8_t *stop = skip_value(p, end, MAX_DEPTH - 2)
+    cdef const uint8_t *stop
+    cdef const uint8_t *q = p
     cdef int64_t v = 0
     cdef uint8_t c
     status[0] = NS_OK
+    # fast path: 1..18 digits ended by anything that cannot continue a JSON number (the
+    # token skip_value would find); otherwise the general path below.
+    while q < end and 48 <= q[0] <= 57 and q - p < 19:
+        v = v * 10 + (q[0] - 48)
+        q += 1
+    if 0 < q - p <= 18 and (q >= end or not (48 <= q[0] <= 57 or q[0] == 46 or q[0] == 101 or q[0] == 69)):
+        out[0] = v
+        return q
+    v = 0
+    stop = skip_value(p, end, MAX_DEPTH - 2)
     if stop == NULL:
         return NULL
     if p[0] == 45:
