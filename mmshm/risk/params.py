@@ -92,8 +92,10 @@ class RiskParams:
     error_window_s: float = 3600.0
     rate_limit_codes: tuple[int, ...] = (-1003, -1015)
     # not errors: post-only would cross (-5022), unknown order on cancel (-2011/-2013),
-    # refused locally by our own rate budget / breaker (1: the causes are counted as they happen)
-    benign_codes: tuple[int, ...] = (-5022, -2011, -2013, 1)
+    # amend to the price and size the order already has (-5027: two amends crossing in
+    # flight; the order is already where we want it), refused locally by our own rate
+    # budget / breaker (1: the causes are counted as they happen)
+    benign_codes: tuple[int, ...] = (-5022, -2011, -2013, -5027, 1)
     last_fills: int = 10
     dedup_capacity: int = 1 << 20
     postmortem_dir: Path | None = None
