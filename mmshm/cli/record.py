@@ -49,20 +49,26 @@ class Recorder:
         self._need_snapshot = False
         self._tasks: set[asyncio.Task] = set()
         if venue == "binance-usdm":
-            from mmshm.venues.binance_usdm.constants import combined_stream_path, market_streams
+            from mmshm.venues.binance_usdm.constants import market_streams, routed_stream_urls
 
             streams = [s for sym in symbols for s in market_streams(sym, depth_speed, trades)]
-            url = ws_url.rstrip("/") + combined_stream_path(streams)
+            # Production needs one connection per route (book streams, trades); the first
+            # carries the book, so its (re)connects are what call for a snapshot.
+            urls = routed_stream_urls(ws_url, streams)
             app_ping = None
         else:
             from mmshm.venues.hyperliquid.constants import PING_MESSAGE
 
-            url = ws_url
+            urls = [ws_url]
             app_ping = PING_MESSAGE
-        cfg = ConnectionConfig(url=url, name=f"record-{venue}", backoff=BackoffPolicy(base_s=0.5, cap_s=30.0),
-                               silence_timeout_s=None, silence_reconnect_s=silence_reconnect_s,
-                               app_ping_interval_s=50.0 if app_ping else None, app_ping_message=app_ping)
-        self.conn = WsConnection(cfg, self._on_message, on_connect=self._on_connect)
+        self.conns = []
+        for i, url in enumerate(urls):
+            cfg = ConnectionConfig(url=url, name=f"record-{venue}-{i}", backoff=BackoffPolicy(base_s=0.5, cap_s=30.0),
+                                   silence_timeout_s=None, silence_reconnect_s=silence_reconnect_s,
+                                   app_ping_interval_s=50.0 if app_ping else None, app_ping_message=app_ping)
+            self.conns.append(WsConnection(cfg, self._on_message,
+                                           on_connect=self._on_connect if i == 0 else None))
+        self.conn = self.conns[0]
 
     async def _on_connect(self, conn: WsConnection) -> None:
         if self.venue == "hyperliquid":
@@ -118,7 +124,7 @@ class Recorder:
                     await asyncio.sleep(0.5 * 2**attempt)
 
     async def run(self, duration_s: float | None = None) -> None:
-        runner = asyncio.ensure_future(self.conn.run())
+        runner = asyncio.ensure_future(asyncio.gather(*(c.run() for c in self.conns)))
         try:
             if duration_s is None:
                 await runner
@@ -137,14 +143,16 @@ class Recorder:
     async def stop(self) -> None:
         for t in list(self._tasks):
             t.cancel()
-        await self.conn.stop()
+        for conn in self.conns:
+            await conn.stop()
         self.writer.flush()
 
     def summary(self) -> dict:
-        s = self.conn.stats
+        stats = [c.stats for c in self.conns]
         return {"frames": self.frames, "snapshots": self.snapshots, "dropped": self.dropped,
-                "snapshot_errors": self.snapshot_errors, "connects": s.connects,
-                "reconnects": s.reconnects, "bytes": s.bytes}
+                "snapshot_errors": self.snapshot_errors, "connections": len(stats),
+                "connects": sum(s.connects for s in stats),
+                "reconnects": sum(s.reconnects for s in stats), "bytes": sum(s.bytes for s in stats)}
 
 
 def _default_urls(venue: str) -> tuple[str, str | None]:

@@ -29,7 +29,6 @@ import asyncio
 import logging
 import random
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -38,6 +37,7 @@ from mmshm.feed.base import Beat, LatencyWindow, now_ns
 from mmshm.instruments import InstrumentError, InstrumentSpec
 from mmshm.records import MdStatus
 from mmshm.venues.binance_usdm import constants as C
+from mmshm.venues.binance_usdm.constants import is_routed_host, is_trade_stream, stream_url
 from mmshm.venues.binance_usdm.marketdata import BinanceUsdmBook, FeedSequence
 from mmshm.venues.connection import BackoffPolicy, ConnectionConfig, WsConnection
 
@@ -49,7 +49,6 @@ SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _KIND_SLOTS = {1: "msg_depth", 2: "msg_ticker", 3: "msg_trade", 4: "msg_trade"}
 _STREAM_PREFIX = b'{"stream":"'
 #: Binance's routed WebSocket entry points (data categories).
-ROUTES = ("public", "market", "private")
 _K_DEPTH = 1
 #: Heartbeat after every 64th frame: a busy loop beats often, an idle one from the periodic task.
 BEAT_EVERY_MASK = 63
@@ -63,27 +62,6 @@ def snapshot_limit(book_depth: int) -> int:
         if lim >= book_depth:
             return lim
     return SNAPSHOT_LIMITS[-1]
-
-
-def stream_url(ws_url: str, streams: list[str], route: str = "") -> str:
-    """The combined-stream URL on ``ws_url`` (a base such as ``wss://fstream.binance.com``;
-    a trailing ``/stream`` or ``/ws`` is accepted and replaced), under ``/<route>`` if given."""
-    base = ws_url.rstrip("/")
-    for suffix in ("/stream", "/ws"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    for r in ROUTES:
-        if base.endswith("/" + r):
-            base = base[: -len(r) - 1]
-    return base + (f"/{route}" if route else "") + C.combined_stream_path(streams)
-
-
-def is_routed_host(ws_url: str) -> bool:
-    """Binance production splits its USD-M WebSocket endpoints by data category (``/public``:
-    bookTicker and depth, ``/market``: trades, ...; legacy unrouted URLs carry only public
-    streams since 2026-04-23). Local venues and the testnet keep the single combined stream."""
-    host = urlsplit(ws_url).hostname or ""
-    return host == "fstream.binance.com"
 
 
 def specs_from_exchange_info(info: bytes | dict, symbols: list[str], venue: str, *,
@@ -151,7 +129,7 @@ class BinanceFeedSource:
         if self.routed:
             # Binance's split endpoints: book streams on /public, trades on /market (an
             # unrouted connection receives only /public streams, so trades would never come).
-            book_streams = [s for s in streams if "@trade" not in s and "@aggTrade" not in s]
+            book_streams = [s for s in streams if not is_trade_stream(s)]
             trade_streams = [s for s in streams if s not in book_streams]
             self.url = stream_url(ws_url, book_streams, route="public")
             self.trade_url = stream_url(ws_url, trade_streams, route="market")
