@@ -90,6 +90,7 @@ class ServiceOptions:
     ring_reserve: int = 64              # free orders-ring slots required before any request
     idle_min_s: float = 0.0001          # first sleep when idle (backs off to idle_max_s)
     idle_max_s: float = 0.001
+    idle_spins: int = 0                 # idle passes that only yield to the loop before sleeping
     busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
 
 
@@ -108,8 +109,13 @@ class ExecutorService:
         self.instance = cfg.instance
         self.flags = flags or sig.SignalFlags()
         self.opt = options or ServiceOptions()
+        # the role's idle strategy, in asyncio terms: busy = never sleep; yield = spin (yielding
+        # to the loop's other tasks) for idle.spins passes, then back off; sleep = back off at once
         if cfg.idle.executor == "busy":
             self.opt.busy_poll = True
+        elif cfg.idle.executor == "yield":
+            self.opt.idle_spins = cfg.idle.spins
+        self.opt.idle_min_s = max(self.opt.idle_min_s, cfg.idle.min_park_ns / 1e9)
         self.opt.idle_max_s = max(self.opt.idle_min_s, cfg.idle.max_park_ns / 1e9)
         self.session_factory = session_factory
         self.notifier = notifier or SdNotifier()
@@ -537,6 +543,7 @@ class ExecutorService:
         seen_events = -1
         next_tick = time.monotonic_ns() + self.tick_ns
         idle_s = self.opt.idle_min_s
+        spins = 0
         last_halt_why = -1
         while not flags.stop:
             if flags.events != seen_events:
@@ -574,10 +581,12 @@ class ExecutorService:
             if work:
                 self.work_total += work
                 idle_s = self.opt.idle_min_s
+                spins = 0
                 await asyncio.sleep(0)
             else:
                 self.idle_total += 1
-                if self.opt.busy_poll:
+                spins += 1
+                if self.opt.busy_poll or spins <= self.opt.idle_spins:
                     await asyncio.sleep(0)
                 else:
                     await asyncio.sleep(idle_s)

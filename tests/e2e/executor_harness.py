@@ -50,6 +50,26 @@ def wait_for(pred: Callable[[], object], timeout: float, what: str, procs=()) ->
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs}")
 
 
+#: Executor settings that make it follow every target exactly (no price tolerance, no requote
+#: budget), so a scenario's target changes turn into requests one for one. Set only where the
+#: config has them (they are newer than some of these tests).
+EXACT_QUOTING = {"price_tolerance_ticks": "0", "size_tolerance_lots": "0", "price_tolerance_bp": "0",
+                 "price_tolerance_distance": "0", "requote_rate_per_s": "0"}
+
+
+def exact_quoting_args() -> list[str]:
+    import dataclasses
+
+    from mmshm.config import ExecutorConfig
+
+    known = {f.name for f in dataclasses.fields(ExecutorConfig)}
+    out: list[str] = []
+    for k, v in EXACT_QUOTING.items():
+        if k in known:
+            out += ["--set", f"executor.{k}={v}"]
+    return out
+
+
 class Rig:
     """Venue + executor process + the segments the test writes/reads; see the module docstring."""
 
@@ -229,7 +249,7 @@ class Rig:
         argv = [PYTHON, "-m", "mmshm.procs.executor", "--profile", "ci",
                 "--set", f"venue.sim_port={self.port}", "--set", "executor.pending_timeout_ms=2000",
                 "--set", "executor.request_timeout_s=2.0", "--set", "executor.control_stale_ms=1000",
-                "--set", "logging.level=INFO", *extra]
+                "--set", "logging.level=INFO", *exact_quoting_args(), *extra]
         self.log_path = self.log_dir / f"executor-{len(self.executor_logs)}.log"
         self.executor_logs.append(self.log_path)
         out = open(self.log_path, "wb")

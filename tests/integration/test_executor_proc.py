@@ -43,8 +43,10 @@ def test_starts_quotes_and_cancels_all_on_sigterm(rig):
 def test_no_control_means_no_orders_then_halt_cancels(rig):
     rig.set_control(Mode.NORMAL, beat=False)        # risk stops refreshing: control goes stale
     rig.start_executor()
-    rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))])
     wait_for(lambda: rig.counters().get("mode") == Mode.HALT, 10, "HALT on stale control", [rig.executor])
+    rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))])
+    import time
+    time.sleep(0.3)
     assert rig.open_orders() == [] and rig.counters()["orders_sent"] == 0
     rig.set_control(Mode.NORMAL, beat=True)
     wait_for(lambda: len(rig.open_orders()) == 1, 10, "order once control is fresh", [rig.executor])
@@ -112,7 +114,7 @@ def test_full_orders_ring_defers_requests_nothing_unrecorded(rig):
     rig.executor.send_signal(signal.SIGTERM)
     assert rig.executor.wait(timeout=15) == 0
     s = [l for l in rig.executor_log().splitlines() if '"executor summary"' in l]
-    assert '"deferred":0' not in s[-1]
+    assert '"deferred":0,' not in s[-1], (sent, s[-1])
 
 
 @pytest.mark.timeout(60)
