@@ -17,7 +17,7 @@ import pytest
 
 from executor_harness import Rig, wait_for
 from mmshm.execution.breaker import BreakerState
-from mmshm.records import FEE_SCALE, Mode, OrderEventKind as K, OrderStatus as S
+from mmshm.records import Mode, OrderEventKind as K, OrderStatus as S
 
 BID = "50005.0"     # inside the displayed 50000.0 / 50010.0: nobody ahead of us in the queue
 
