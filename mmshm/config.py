@@ -184,7 +184,7 @@ class QuoterConfig:
 
     model: str = _f("fixed", "pricing model", choices=QUOTER_MODELS)
     fair_value: str = _f("microprice", "fair value", choices=("mid", "microprice"))
-    half_spread_bp: float = _f(2.0, "half-spread of model=fixed, bp", gt=0)
+    half_spread_bp: float = _f(1.0, "half-spread of model=fixed, bp (sim: ~1 bp/sqrt(s) volatility fills it a few times a minute)", gt=0)
     inventory_skew_bp: float = _f(2.0, "fair value shifted by -skew * position / max position, bp", ge=0)
     gamma: float = _f(0.1, "risk aversion per (bp * unit) (AS, GLFT)", gt=0)
     horizon_s: float = _f(60.0, "T - t of Avellaneda-Stoikov, s", gt=0)
@@ -263,6 +263,13 @@ class ExecutorConfig:
 
     price_tolerance_ticks: int = _f(0, "leave an order alone if its price is within this", ge=0)
     size_tolerance_lots: int = _f(0, "leave an order alone if its size is within this", ge=0)
+    price_tolerance_bp: float = _f(0.25, "leave an order alone if its price is within this many bp "
+                                   "(or price_tolerance_ticks, whichever is larger)", ge=0)
+    price_tolerance_distance: float = _f(0.25, "... or within this fraction of the level's distance "
+                                         "from the mid (far levels may drift further)", ge=0, le=1)
+    requote_rate_per_s: float = _f(4.0, "places + amends per second per instrument, sustained "
+                                   "(token bucket; cancels never wait; 0 = unlimited)", ge=0)
+    requote_burst: int = _f(24, "places + amends allowed at once per instrument (bucket depth)", ge=1)
     prefer_amend: bool = _f(True, "modify instead of cancel + new where the venue allows")
     pending_timeout_ms: int = _f(5000, "pending state longer than this -> query, then cancel-all", ge=1)
     deadman_countdown_ms: int = _f(10_000, "venue countdown cancel-all timer", ge=1000)

@@ -67,7 +67,7 @@ class QuoterParams:
     model: Model = Model.FIXED
     fair_value: FairValue = FairValue.MICROPRICE
     # --- fixed-spread model
-    half_spread_bp: float = 2.0
+    half_spread_bp: float = 1.0   # sim market (~1 bp/sqrt(s)): filled a few times a minute
     # --- inventory skew (all models): fair value shifted by -skew_bp * position / max_position
     inventory_skew_bp: float = 2.0
     # --- Avellaneda–Stoikov / GLFT

@@ -17,6 +17,11 @@ Model (continuous time, competing Poisson clocks, all draws from one ``random.Ra
   grows with distance ``d`` from the best): adds, partial cancels, holes that refill.
 - A spread wider than one tick is closed by orders placed inside it (so the spread is one
   tick most of the time, as on BTCUSDT); whole best levels are sometimes withdrawn.
+- A latent fair value follows a geometric random walk (``fair_vol_bp`` per sqrt(s)); at
+  ``reprice_rate`` per second, when it has left the spread, makers pull every level it
+  passed on the stale side and one joins at the fair value on the other side (so resting
+  orders between the old best and the fair value are crossed, as informed flow does). This
+  is what gives the mid a BTC-like volatility; the taker flow alone barely moves it.
 - Regimes (calm / volatile by default) switch as a Markov chain; each regime has its own
   rates, which is what makes volatility cluster.
 
@@ -113,6 +118,9 @@ class SyntheticMarket:
         self._next_agg_id = cfg.first_trade_id // 2
         self._regime_index = 0
         self._buy_prob = 0.5
+        self._fair = float(cfg.start_price_ticks) + 0.5     # the seeded book's mid
+        self._fair_sigma = cfg.fair_vol_bp * 1e-4            # log-return per sqrt(s)
+        self.reprices = 0
         self.regime_changes = 0
         self.trades = 0
         self._seed_book()
@@ -146,7 +154,7 @@ class SyntheticMarket:
             wide = self.book.spread_ticks() > 1
             switch_rate = (1.0 / regime.mean_dwell_s) if len(self.config.regimes) > 1 else 0.0
             rates = (regime.trade_rate, regime.liquidity_rate, regime.improve_rate if wide else 0.0,
-                     regime.cancel_top_rate, switch_rate)
+                     regime.cancel_top_rate, switch_rate, self.config.reprice_rate)
             total = sum(rates)
             if total <= 0.0:
                 self.now_ns = end
@@ -154,8 +162,10 @@ class SyntheticMarket:
             # Competing exponential clocks; memorylessness lets the next step redraw.
             wait_ns = int(rng.expovariate(total) * 1e9) + 1
             if self.now_ns + wait_ns > end:
+                self._diffuse(end - self.now_ns)
                 self.now_ns = end
                 break
+            self._diffuse(wait_ns)
             self.now_ns += wait_ns
             pick = rng.random() * total
             if pick < rates[0]:
@@ -166,8 +176,10 @@ class SyntheticMarket:
                 self._improve(out)
             elif pick < rates[0] + rates[1] + rates[2] + rates[3]:
                 self._withdraw_top(out)
-            else:
+            elif pick < rates[0] + rates[1] + rates[2] + rates[3] + rates[4]:
                 self._switch_regime()
+            else:
+                self._reprice(out)
         return out
 
     def snapshot(self, limit: int = 1000) -> bytes:
@@ -377,6 +389,68 @@ class SyntheticMarket:
             self._emit_book(changes, {}, out)
         else:
             self._emit_book({}, changes, out)
+
+    def _diffuse(self, dt_ns: int) -> None:
+        """Advance the latent fair value by ``dt_ns`` (geometric Brownian motion, no drift)."""
+        if self._fair_sigma > 0.0 and dt_ns > 0:
+            sigma = self._fair_sigma * self.config.regimes[self._regime_index].fair_vol_mult
+            self._fair *= math.exp(sigma * math.sqrt(dt_ns * 1e-9) * self._rng.gauss(0.0, 1.0))
+
+    @property
+    def fair_ticks(self) -> float:
+        """The latent fair value, in ticks (not published; tests and diagnostics)."""
+        return self._fair
+
+    def _reprice(self, out: list) -> None:
+        """Makers move the book to the fair value once it has left the spread.
+
+        Levels on the stale side at or through the fair value are pulled, and a maker joins
+        at the fair value on the other side; own orders resting in between are crossed by
+        that level (the simulated venue fills them). At most ``max_reprice_ticks`` a time.
+        """
+        book = self.book
+        target = int(round(self._fair))
+        step = self.config.max_reprice_ticks
+        bid_changes: dict[int, int] = {}
+        ask_changes: dict[int, int] = {}
+        if target >= book.best_ask:                       # fair above the ask: price goes up
+            old_best = book.best_ask
+            target = min(target, book.best_ask + step - 1, max(book.asks) - 1)   # never empty a side
+            for px in [p for p in book.asks if p <= target]:
+                self._set(ASK, px, 0, ask_changes)
+            self._refresh_best(ASK)
+            self._reshape(ASK, target - old_best, ask_changes)
+            for px in range(max(book.best_bid + 1, target - self.config.depth_levels + 1), target + 1):
+                self._set(BID, px, self._draw_qty(target - px), bid_changes)
+            self._refresh_best(BID)
+            self._trim(BID, bid_changes)
+        elif target <= book.best_bid:                     # fair below the bid: price goes down
+            old_best = book.best_bid
+            target = max(target, book.best_bid - step + 1, min(book.bids) + 1)
+            for px in [p for p in book.bids if p >= target]:
+                self._set(BID, px, 0, bid_changes)
+            self._refresh_best(BID)
+            self._reshape(BID, old_best - target, bid_changes)
+            for px in range(min(book.best_ask - 1, target + self.config.depth_levels - 1), target - 1, -1):
+                self._set(ASK, px, self._draw_qty(px - target), ask_changes)
+            self._refresh_best(ASK)
+            self._trim(ASK, ask_changes)
+        else:
+            return
+        self.reprices += 1
+        self._emit_book(bid_changes, ask_changes, out)
+
+    def _reshape(self, side: int, moved: int, changes: dict[int, int]) -> None:
+        """After the best of ``side`` moved ``moved`` ticks away: its new front levels were deep
+        (thick) ones; makers re-size the first ``moved`` of them to the profile's front."""
+        book = self.book
+        best = book.best_bid if side == BID else book.best_ask
+        levels = book.side(side)
+        sign = -1 if side == BID else 1
+        for d in range(min(moved, 32)):
+            px = best + sign * d
+            if px in levels:
+                self._set(side, px, self._draw_qty(d), changes)
 
     def _refresh_best(self, side: int) -> None:
         self.book._rescan_best(side)
