@@ -14,7 +14,7 @@ Accepted frames: combined-stream ``{"stream":..,"data":{...}}`` or a bare event 
 ``error``) which are reported as K_CONTROL for the caller to look at.
 """
 from libc.stdint cimport uint8_t, uint16_t, int64_t, uint64_t, INT64_MAX
-from libc.string cimport memcmp, memset
+from libc.string cimport memcmp, memset, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from atomics cimport mm_monotonic_ns
 from records cimport MarketEvent
@@ -231,32 +231,6 @@ cdef const uint8_t *scan_decimal(const uint8_t *p, const uint8_t *end, int64_t *
     cdef uint8_t c
     status[0] = NS_OK
     if p[0] == 34:
-        # fast path for the common plain form "123.4500": at least one integer digit, at
-        # most 18 digits in all (cannot overflow), an optional '.', the closing quote.
-        # Anything else (or too long) falls through to the general scan below, which
-        # gives the same digits/frac for this form.
-        q = p + 1
-        while q < end and 48 <= q[0] <= 57 and nd < 19:
-            d = d * 10 + (q[0] - 48)
-            nd += 1
-            q += 1
-        if nd and q < end and q[0] == 46:
-            q += 1
-            while q < end and 48 <= q[0] <= 57 and nd < 19:
-                d = d * 10 + (q[0] - 48)
-                nd += 1
-                f += 1
-                q += 1
-        if 0 < nd <= 18 and q < end and q[0] == 34:
-            while f and d % 10 == 0:         # trailing fraction zeros are not significant
-                d //= 10
-                f -= 1
-            digits[0] = d
-            frac[0] = f
-            return q + 1
-        d = 0
-        f = 0
-        nd = 0
         # one pass over the string: digits, one '.', the closing quote; anything else
         # (sign, exponent, escape, NaN...) ends in skip_string for the structure.
         q = p + 1
@@ -343,10 +317,9 @@ cdef const uint8_t *scan_int(const uint8_t *p, const uint8_t *end, int64_t *out,
     status[0] = NS_OK
     # fast path: 1..18 digits ended by anything that cannot continue a JSON number (the
     # token skip_value would find); otherwise the general path below.
-    while q < end and 48 <= q[0] <= 57 and q - p < 19:
-        v = v * 10 + (q[0] - 48)
-        q += 1
-    if 0 < q - p <= 18 and (q >= end or not (48 <= q[0] <= 57 or q[0] == 46 or q[0] == 101 or q[0] == 69)):
+    cdef int nd = 0
+    q = fast_digits(p, end, &v, &nd)
+    if 0 < nd <= 18 and (q >= end or not (48 <= q[0] <= 57 or q[0] == 46 or q[0] == 101 or q[0] == 69)):
         out[0] = v
         return q
     v = 0
@@ -402,6 +375,84 @@ cdef inline int to_units(int64_t digits, int frac, int unit_exp, int64_t unit_ma
         v = v // unit_mantissa
     out[0] = v
     return 0
+
+
+import sys as _sys
+cdef bint LITTLE_ENDIAN = _sys.byteorder == "little"
+
+
+cdef inline int eight_digits(const uint8_t *q, int64_t *out) noexcept nogil:
+    """1 and their value if the 8 bytes at q are all ASCII digits (little-endian SWAR), else 0."""
+    cdef uint64_t x
+    memcpy(&x, q, 8)
+    if ((x & 0xF0F0F0F0F0F0F0F0ULL) | (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) \
+            != 0x3333333333333333ULL:
+        return 0
+    x -= 0x3030303030303030ULL
+    x = x * 10 + (x >> 8)
+    x = (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
+         + (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32
+    out[0] = <int64_t>x
+    return 1
+
+
+cdef inline const uint8_t *fast_digits(const uint8_t *q, const uint8_t *end, int64_t *v, int *nd) noexcept nogil:
+    """Accumulate the digits at q into v (nd counts them), stopping at 19 digits at most so
+    v cannot overflow as long as the caller rejects nd > 18. Returns the first non-digit."""
+    cdef int64_t e
+    while LITTLE_ENDIAN and nd[0] <= 10 and end - q >= 8 and eight_digits(q, &e):
+        v[0] = v[0] * 100000000 + e
+        nd[0] += 8
+        q += 8
+    while q < end and 48 <= q[0] <= 57 and nd[0] < 19:
+        v[0] = v[0] * 10 + (q[0] - 48)
+        nd[0] += 1
+        q += 1
+    return q
+
+
+cdef inline const uint8_t *fast_decimal(const uint8_t *p, const uint8_t *end, int64_t *digits,
+                                        int *frac) noexcept nogil:
+    """The common plain form "123.4500" (p at the quote): at least one integer digit, at
+    most 18 digits in all (no overflow), an optional '.', the closing quote. Returns past
+    the quote with the same digits/frac scan_decimal gives, or NULL for anything else (the
+    caller then runs scan_decimal)."""
+    cdef int64_t d = 0
+    cdef int nd = 0, f
+    cdef const uint8_t *q
+    if p[0] != 34:
+        return NULL
+    q = fast_digits(p + 1, end, &d, &nd)
+    f = nd
+    if nd and q < end and q[0] == 46:
+        q = fast_digits(q + 1, end, &d, &nd)
+    f = nd - f
+    if nd == 0 or nd > 18 or q >= end or q[0] != 34:
+        return NULL
+    while f and d % 10 == 0:         # trailing fraction zeros are not significant
+        d //= 10
+        f -= 1
+    digits[0] = d
+    frac[0] = f
+    return q + 1
+
+
+cdef inline const uint8_t *decimal_units(const uint8_t *p, const uint8_t *end, int unit_exp,
+                                         int64_t unit_mantissa, int64_t *out, int *status,
+                                         int *r) noexcept nogil:
+    """A decimal token to units: `status` NS_*, and when NS_OK `r` from to_units (out is
+    written only when both are 0). NULL if structurally malformed."""
+    cdef int64_t d = 0
+    cdef int f = 0
+    cdef const uint8_t *q = fast_decimal(p, end, &d, &f)
+    status[0] = NS_OK
+    r[0] = 0
+    if q == NULL:
+        q = scan_decimal(p, end, &d, &f, status)
+        if q == NULL or status[0] != NS_OK:
+            return q
+    r[0] = to_units(d, f, unit_exp, unit_mantissa, out)
+    return q
 
 
 cdef class BinanceParser:
@@ -530,16 +581,13 @@ cdef class BinanceParser:
             self._err = reason
 
     cdef const uint8_t *_price(self, const uint8_t *p, const uint8_t *end, int64_t *out) noexcept nogil:
-        cdef int64_t d = 0
-        cdef int f = 0, st, r
-        p = scan_decimal(p, end, &d, &f, &st)
+        cdef int st, r
+        p = decimal_units(p, end, self.price_exp, self.tick_mantissa, out, &st, &r)
         if p == NULL:
             return NULL
         if st != NS_OK:
             self._err_set(st)
-            return p
-        r = to_units(d, f, self.price_exp, self.tick_mantissa, out)
-        if r == 1:
+        elif r == 1:
             self._err_set(CD_OFF_TICK)
         elif r == 2:
             self._err_set(CD_OVERFLOW)
@@ -548,16 +596,13 @@ cdef class BinanceParser:
         return p
 
     cdef const uint8_t *_qty(self, const uint8_t *p, const uint8_t *end, int64_t *out) noexcept nogil:
-        cdef int64_t d = 0
-        cdef int f = 0, st, r
-        p = scan_decimal(p, end, &d, &f, &st)
+        cdef int st, r
+        p = decimal_units(p, end, self.qty_exp, self.lot_mantissa, out, &st, &r)
         if p == NULL:
             return NULL
         if st != NS_OK:
             self._err_set(st)
-            return p
-        r = to_units(d, f, self.qty_exp, self.lot_mantissa, out)
-        if r == 1:
+        elif r == 1:
             self._err_set(CD_OFF_LOT)
         elif r == 2:
             self._err_set(CD_OVERFLOW)
@@ -575,6 +620,7 @@ cdef class BinanceParser:
         """`[[px, qty], ...]` into px/qty; extra elements in a level are skipped."""
         cdef Py_ssize_t n = 0
         cdef int64_t tp = 0, tq = 0
+        cdef int st, r
         count[0] = 0
         p = ws(p + 1, end)
         if p < end and p[0] == 93:
@@ -592,18 +638,23 @@ cdef class BinanceParser:
                 p = ws(p + 1, end)
                 if p >= end:
                     return NULL
-                p = self._price(p, end, &tp)
+                p = decimal_units(p, end, self.price_exp, self.tick_mantissa, &tp, &st, &r)
                 if p == NULL:
                     return NULL
+                if st != NS_OK or r != 0 or tp == 0:    # rare: the same checks as _price
+                    self._err_set(st if st != NS_OK else (CD_OFF_TICK if r == 1 else
+                                                          (CD_OVERFLOW if r == 2 else CD_ZERO_PRICE)))
                 p = ws(p, end)
                 if p >= end or p[0] != 44:
                     return NULL
                 p = ws(p + 1, end)
                 if p >= end:
                     return NULL
-                p = self._qty(p, end, &tq)
+                p = decimal_units(p, end, self.qty_exp, self.lot_mantissa, &tq, &st, &r)
                 if p == NULL:
                     return NULL
+                if st != NS_OK or r != 0:
+                    self._err_set(st if st != NS_OK else (CD_OFF_LOT if r == 1 else CD_OVERFLOW))
                 p = ws(p, end)
                 while p < end and p[0] == 44:
                     p = skip_value(ws(p + 1, end), end, 2)
