@@ -113,9 +113,12 @@ cdef unsigned int REQ_SNAPSHOT = F_LID | F_BIDS | F_ASKS
 
 cdef int64_t I64_DIV10 = INT64_MAX // 10   # overflow test per digit without a division
 cdef int64_t[19] POW10
+cdef int64_t[19] MAX_BEFORE_POW10   # INT64_MAX // POW10[k]: no division in the hot path
 POW10[0] = 1
 for _i in range(1, 19):
     POW10[_i] = POW10[_i - 1] * 10
+for _i in range(19):
+    MAX_BEFORE_POW10[_i] = INT64_MAX // POW10[_i]
 
 
 # ------------------------------------------------------------------ scanner primitives
@@ -318,7 +321,7 @@ cdef const uint8_t *scan_int(const uint8_t *p, const uint8_t *end, int64_t *out,
     # fast path: 1..18 digits ended by anything that cannot continue a JSON number (the
     # token skip_value would find); otherwise the general path below.
     cdef int nd = 0
-    q = fast_digits(p, end, &v, &nd)
+    q = fast_digits(p, end, &v, &nd, True)
     if 0 < nd <= 18 and (q >= end or not (48 <= q[0] <= 57 or q[0] == 46 or q[0] == 101 or q[0] == 69)):
         out[0] = v
         return q
@@ -357,7 +360,7 @@ cdef inline int to_units(int64_t digits, int frac, int unit_exp, int64_t unit_ma
                 out[0] = 0
                 return 0
             return 2
-        if digits > INT64_MAX // POW10[k]:
+        if digits > MAX_BEFORE_POW10[k]:
             return 2
         v = digits * POW10[k]
     else:
@@ -396,11 +399,14 @@ cdef inline int eight_digits(const uint8_t *q, int64_t *out) noexcept nogil:
     return 1
 
 
-cdef inline const uint8_t *fast_digits(const uint8_t *q, const uint8_t *end, int64_t *v, int *nd) noexcept nogil:
+cdef inline const uint8_t *fast_digits(const uint8_t *q, const uint8_t *end, int64_t *v, int *nd,
+                                       bint swar) noexcept nogil:
     """Accumulate the digits at q into v (nd counts them), stopping at 19 digits at most so
-    v cannot overflow as long as the caller rejects nd > 18. Returns the first non-digit."""
+    v cannot overflow as long as the caller rejects nd > 18. Returns the first non-digit.
+    swar: try 8 digits at a time first (for long runs such as ids and ms timestamps; a
+    price like 61800.20 never has 8 digits in a row, so the decimal scans skip the test)."""
     cdef int64_t e
-    while LITTLE_ENDIAN and nd[0] <= 10 and end - q >= 8 and eight_digits(q, &e):
+    while swar and LITTLE_ENDIAN and nd[0] <= 10 and end - q >= 8 and eight_digits(q, &e):
         v[0] = v[0] * 100000000 + e
         nd[0] += 8
         q += 8
@@ -422,10 +428,10 @@ cdef inline const uint8_t *fast_decimal(const uint8_t *p, const uint8_t *end, in
     cdef const uint8_t *q
     if p[0] != 34:
         return NULL
-    q = fast_digits(p + 1, end, &d, &nd)
+    q = fast_digits(p + 1, end, &d, &nd, False)
     f = nd
     if nd and q < end and q[0] == 46:
-        q = fast_digits(q + 1, end, &d, &nd)
+        q = fast_digits(q + 1, end, &d, &nd, False)
     f = nd - f
     if nd == 0 or nd > 18 or q >= end or q[0] != 34:
         return NULL
