@@ -162,8 +162,9 @@ class ExecutionSession:
         """The actions for one TARGET_ROW under the risk ``mode`` (nothing is sent).
 
         ``control`` is the instrument's CONTROL_ROW: its ``max_order_qty`` and
-        ``max_position`` (scaled by ``limit_scale_bp``) cap every order and the worst-case
-        position if every working order filled. A zero limit allows no new exposure.
+        ``max_position`` cap every order and the worst-case position if every working order
+        filled. Risk writes them as the EFFECTIVE limits (``limit_scale_bp`` already applied,
+        docs/CONTRACTS.md), so they are used as they are. A zero limit allows no new exposure.
         Without ``control`` no limits are applied (library use; the process always passes it).
         """
         inst = int(row["instrument"])
@@ -186,9 +187,8 @@ class ExecutionSession:
             acts.cancels += [Cancel(o.client_id, inst, o.side) for o in working
                              if o.side == grow and all(c.client_id != o.client_id for c in acts.cancels)]
         if control is not None:
-            scale = int(control["limit_scale_bp"]) or 10_000
-            self._apply_limits(acts, inst, working, int(control["max_order_qty"]) * scale // 10_000,
-                               int(control["max_position"]) * scale // 10_000)
+            self._apply_limits(acts, inst, working, int(control["max_order_qty"]),
+                               int(control["max_position"]))
         return acts
 
     def _apply_limits(self, acts: Actions, inst: int, working: list, max_order_qty: int,

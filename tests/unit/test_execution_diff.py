@@ -130,7 +130,10 @@ def test_control_limits_cap_order_size_and_worst_case_position():
     worst_long = 8 + sum(p.qty for p in acts.places if p.side == Side.BUY) + sum(
         o.remaining for o in s.working.live_orders(0, Side.BUY) if o.client_id not in {c.client_id for c in acts.cancels})
     assert worst_long <= 10
-    ctl["limit_scale_bp"] = 5_000                 # risk halves the limits
+    ctl["limit_scale_bp"] = 5_000                 # informational: the limits are already effective
+    acts = s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl)
+    assert [p.qty for p in acts.places] == [4]    # never scaled a second time
+    ctl["max_order_qty"], ctl["max_position"] = 2, 5   # risk halves the limits (re-entry at 50%)
     acts = s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl)
     assert [p.qty for p in acts.places] == [2]
     ctl["max_position"] = 0                       # no limits set: no new exposure at all ...
