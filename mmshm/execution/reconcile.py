@@ -44,6 +44,7 @@ class ReconcileReport:
     fills_duplicate: int = 0
     unmatched_trades: int = 0                                    # trades of orders not in local state
     position_diffs: dict[int, tuple[int, int]] = field(default_factory=dict)  # inst → (local, venue)
+    positions: dict[int, tuple[int, str]] = field(default_factory=dict)  # inst → (venue lots, entry price)
     records: list = field(default_factory=list)                  # ORDER_EVENTs to publish
     errors: list[str] = field(default_factory=list)
 
@@ -172,6 +173,7 @@ async def reconcile(venue: TradingVenue, working: WorkingOrders, symbols: Sequen
         for p in await venue.positions():
             if p.symbol not in wanted:
                 continue
+            rep.positions[p.instrument] = (p.amount, getattr(p, "entry_price", "0"))
             local = working.position.get(p.instrument, 0)
             if local != p.amount:
                 rep.position_diffs[p.instrument] = (local, p.amount)

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -36,7 +37,7 @@ from mmshm.execution.diff import Actions, Amend, Cancel, Place, diff
 from mmshm.execution.orders import (FLAG_POST_ONLY, FLAG_REDUCE_ONLY, ActionKind, VenueEvent,
                                     WorkingOrders)
 from mmshm.execution.reconcile import DeadManSwitch, ReconcileReport, reconcile
-from mmshm.records import Mode, OrderEventKind as K, OrderStatus as S, Side
+from mmshm.records import ORDER_EVENT, Mode, OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, ExchangeEnv,
                                                InstrumentIndex, NotSent, OrderRequest, OrderUpdate,
                                                StreamStatus, UnknownOrder, UnknownStatus, UserStream,
@@ -530,8 +531,31 @@ class ExecutionSession:
         rep = await reconcile(self.trading, self.working, self.symbols, self._symbol, since_ms=since,
                               in_flight_grace_ns=self._grace_ns())
         self._emit(rep.records)
+        self._emit([self.position_report(inst, amount, entry) for inst, (amount, entry) in rep.positions.items()])
         self.last_reconcile = rep
         return rep
+
+    def position_report(self, instrument: int, amount: int, entry_price: str) -> np.void:
+        """The venue's position as a RECONCILE ORDER_EVENT with ``client_id`` 0, the form
+        risk adopts (docs/CONTRACTS.md): side BUY long / SELL short / NONE flat, ``qty`` the
+        absolute lots, ``price`` the average entry rounded to the nearest tick (an average
+        is rarely on the tick grid; risk only marks unrealized PnL with it)."""
+        spec = self.instruments.spec(instrument)
+        rec = np.zeros(1, ORDER_EVENT)[0]
+        rec["kind"] = K.RECONCILE
+        rec["instrument"] = instrument
+        rec["side"] = Side.NONE if amount == 0 else (Side.BUY if amount > 0 else Side.SELL)
+        rec["qty"] = abs(amount)
+        if amount != 0:
+            tick = Decimal(spec.tick_mantissa).scaleb(spec.price_exp)
+            try:
+                entry = Decimal(entry_price)
+            except InvalidOperation:
+                entry = Decimal(0)
+            rec["price"] = int((entry / tick).to_integral_value(ROUND_HALF_EVEN)) if entry.is_finite() else 0
+        rec["local_ts"] = time.time_ns()
+        rec["event_mono"] = time.monotonic_ns()
+        return rec
 
 
 def session_config(executor_cfg: object) -> SessionConfig:

@@ -146,7 +146,10 @@ class JournalWriter:
         stats.duplicates += len(events) - stats.events
 
         known = np.isin(cols["kind"], np.fromiter(_KIND_NAMES, dtype=np.uint8)) & (cols["client_id"] != 0)
-        stats.bad = int(len(events) - np.count_nonzero(known))
+        # The executor's venue position reports (RECONCILE, client_id 0) belong to no order:
+        # kept in order_events, neither folded into orders nor counted as bad.
+        position_reports = (cols["kind"] == OrderEventKind.RECONCILE) & (cols["client_id"] == 0)
+        stats.bad = int(len(events) - np.count_nonzero(known) - np.count_nonzero(position_reports))
         idx = np.flatnonzero(known).tolist()
         if idx:
             kind_arr = cols["kind"]

@@ -17,7 +17,7 @@ import pytest
 
 from executor_harness import Rig, wait_for
 from mmshm.execution.breaker import BreakerState
-from mmshm.records import Mode, OrderEventKind as K, OrderStatus as S
+from mmshm.records import Mode, OrderEventKind as K, OrderStatus as S, Side
 
 BID = "50005.0"     # inside the displayed 50000.0 / 50010.0: nobody ahead of us in the queue
 
@@ -60,6 +60,13 @@ def test_place_fill_position_matches_venue_and_ring(rig):
     assert rig.ring_fees() == 10_001_000 == rig.counters()["fees"]
     stop(rig)
     assert rig.open_orders() == []
+    # A restarted executor reports the venue's position to risk (RECONCILE, client_id 0):
+    # long 10 lots entered at the bid.
+    rig.start_executor()
+    reports = wait_for(lambda: [e for e in rig.ring_events(K.RECONCILE) if int(e["client_id"]) == 0
+                                and int(e["qty"]) == 10], 10, "position report", [rig.executor])
+    assert int(reports[-1]["side"]) == Side.BUY and int(reports[-1]["price"]) == rig.ticks(BID)
+    stop(rig)
 
 
 @pytest.mark.timeout(60)

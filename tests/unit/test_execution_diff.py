@@ -140,3 +140,21 @@ def test_control_limits_cap_order_size_and_worst_case_position():
     assert [p.qty for p in s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl).places] == [2]  # ... but reducing is fine
     s.working.position[0] = 0
     assert not s.plan(row([], [(101, 20)]), Mode.NORMAL, ctl).places
+
+
+def test_position_report_is_the_form_risk_adopts():
+    """RECONCILE, client_id 0, side by sign, |lots|, average entry rounded to the nearest tick."""
+    from mmshm.execution.client_ids import ClientIdGenerator
+    from mmshm.execution.session import ExecutionSession
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.records import OrderEventKind
+    from mmshm.venues.binance_usdm.trading import InstrumentIndex
+
+    idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
+    s = ExecutionSession(None, idx, ClientIdGenerator(), lambda r: True, mode="observe")
+    short = s.position_report(0, -25, "61800.26")
+    assert int(short["kind"]) == OrderEventKind.RECONCILE and int(short["client_id"]) == 0
+    assert (int(short["side"]), int(short["qty"]), int(short["price"])) == (Side.SELL, 25, 618003)
+    flat = s.position_report(0, 0, "0.0")
+    assert (int(flat["side"]), int(flat["qty"]), int(flat["price"])) == (Side.NONE, 0, 0)
+    assert int(s.position_report(0, 3, "not a number")["price"]) == 0   # risk drops it as invalid

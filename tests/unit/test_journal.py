@@ -160,6 +160,17 @@ def test_reject_cancel_and_bad_events(db):
     assert [r["client_id"] for r in last_orders(db, 5)] == [11, 10]
 
 
+def test_position_reports_are_kept_not_folded_nor_bad(db):
+    """The executor's venue position report (RECONCILE, client_id 0) belongs to no order."""
+    w = JournalWriter(db)
+    w.begin_ring(1)
+    st = w.write(batch(ev(1, K.RECONCILE, 0, 0)))
+    w.commit()
+    assert st.events == 1 and st.bad == 0
+    assert db.execute("SELECT kind_name FROM order_events WHERE ring_seq = 1").fetchone()[0] == "RECONCILE"
+    assert last_orders(db, 5) == []
+
+
 def test_u64_ids_round_trip(db):
     big = (1 << 64) - 5
     w = JournalWriter(db)
