@@ -4,7 +4,9 @@
 Each side is a sorted array of (key, qty) with the BEST level LAST: bids keyed by price,
 asks by minus price, so both sides are ascending and share one implementation, and the
 levels that change most (near the top) sit at the end, where an insert or a removal
-moves few bytes. A side keeps at most ``max_levels`` levels: a new level worse than all
+moves few bytes. A diff is applied per side as a gap buffer (``side_apply``): a venue's
+diff lists levels best to worst, so the levels between its deepest insert/removal and the
+top move about twice per diff instead of once per insert/removal. A side keeps at most ``max_levels`` levels: a new level worse than all
 kept levels of a full side is refused, a better one evicts the worst; both are counted
 (``levels_dropped``). Levels beyond the bound are unknown, so a bounded book is exact only
 in its kept range: keep the bound at least as deep as the venue's snapshot.
