@@ -202,6 +202,8 @@ class ExecutionSession:
             o = by_id[a.client_id]
             rem = min(a.qty - o.filled_qty, max_order_qty)
             if rem > 0:
+                if a.price == o.price and o.filled_qty + rem == o.qty:
+                    continue   # clipped back to what the order already is: the venue rejects it (-5027)
                 amends.append(dataclasses.replace(a, qty=o.filled_qty + rem))
             else:
                 acts.cancels.append(Cancel(a.client_id, inst, a.side))

@@ -158,3 +158,23 @@ def test_position_report_is_the_form_risk_adopts():
     flat = s.position_report(0, 0, "0.0")
     assert (int(flat["side"]), int(flat["qty"]), int(flat["price"])) == (Side.NONE, 0, 0)
     assert int(s.position_report(0, 3, "not a number")["price"]) == 0   # risk drops it as invalid
+
+
+def test_limit_clipping_never_leaves_a_no_op_amend():
+    """A size amend clipped back to the order's own size is dropped (the venue answers -5027)."""
+    from mmshm.execution.client_ids import ClientIdGenerator
+    from mmshm.execution.session import ExecutionSession
+    from mmshm.instruments import InstrumentSpec
+    from mmshm.records import CONTROL_ROW, Mode
+    from mmshm.venues.binance_usdm.trading import InstrumentIndex
+
+    idx = InstrumentIndex([InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001")])
+    s = ExecutionSession(None, idx, ClientIdGenerator(), lambda r: True, mode="observe")
+    ctl = np.zeros(1, CONTROL_ROW)[0]
+    ctl["max_order_qty"], ctl["max_position"] = 4, 100
+    s.working.new_sent(client_id="b", cid_num=1, instrument=0, side=Side.BUY, price=100, qty=4)
+    s.working.force_status("b", S.NEW, filled_qty=0, venue_ts=0)   # acked: amendable
+    acts = s.plan(row([(100, 9)], []), Mode.NORMAL, ctl)     # wants 9, may rest 4: it already does
+    assert not acts.amends and not acts.places and not acts.cancels
+    acts = s.plan(row([(101, 9)], []), Mode.NORMAL, ctl)     # a price move is still an amend, clipped
+    assert [(a.price, a.qty) for a in acts.amends] == [(101, 4)]
