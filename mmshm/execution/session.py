@@ -403,7 +403,10 @@ class ExecutionSession:
         o = self.working.get(a.client_id)
         if o is None:
             return
-        self._emit(self.working.amend_sent(a.client_id, a.price, a.qty).records)
+        sent = self.working.amend_sent(a.client_id, a.price, a.qty)
+        for rec in sent.records:
+            rec["md_seq"] = a.md_seq     # the new price's market data (the journal attributes amends by it)
+        self._emit(sent.records)
         self.counters["amends"] += 1
         self._busy.add(a.client_id)
         try:

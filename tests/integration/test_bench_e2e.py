@@ -1,0 +1,31 @@
+"""Smoke test of bench/e2e.py: one short run with the sleeping idle strategy; only the JSON
+shape is checked (benchmarks never assert speed in tests)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(120)
+def test_bench_e2e_quick_json_shape():
+    env = dict(os.environ, MMSHM_IDLE="sleep")
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "e2e.py"), "--quick", "--seconds", "2",
+                          "--strategies", "sleep"], capture_output=True, timeout=110, env=env)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    out = json.loads(res.stdout)
+    assert out["bench"] == "e2e_tick_to_order" and out["quick"] is True
+    run = out["runs"]["sleep"]
+    assert set(run) >= {"strategy", "tick_to_order", "stages", "unlinked", "requests_measured_window"}
+    assert set(run["unlinked"]) == {"no_journal", "md_not_in_ring", "frame_not_stamped"}
+    t2o = run["tick_to_order"]
+    assert "n" in t2o and (t2o["n"] == 0 or {"p50_us", "p99_us"} <= set(t2o))
+    assert out["peer"]["strategy"] == "sleep"
+    assert set(out["goal"]) == {"p50_us", "p99_us", "met_p50", "met_p99"}
+    assert "ratio_p50_vs_peer" in out
