@@ -9,7 +9,9 @@
 "Already gone" (-2011/-2013 unknown order) counts as success: the goal is that nothing
 rests. Every step is bounded by ``deadline_s`` so a shutdown never hangs on a dead venue.
 The breaker and rate budget still apply: if they refuse, the step fails and is reported
-(never bypassed: a 418 would make things worse).
+(never bypassed: a 418 would make things worse). An open breaker that reopens within the
+deadline is waited for first (what it asks for anyway): a burst of business rejects just
+before a halt must not delay the halt's cancel-all by the caller's whole retry period.
 """
 from __future__ import annotations
 
@@ -69,6 +71,11 @@ async def cancel_all(venue: TradingVenue, symbols: Sequence[str], *, retries: in
                 return None
         return out
 
+    breaker = getattr(venue, "breaker", None)
+    if breaker is not None:
+        wait_s = breaker.retry_in_ns() / 1e9
+        if 0 < wait_s < left() - 0.1:
+            await asyncio.sleep(wait_s)
     before = await list_open()
     bulk_ok = True
     for sym in symbols:

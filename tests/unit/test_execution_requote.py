@@ -78,3 +78,33 @@ def test_pull_is_never_budgeted():
     acts = asyncio.run(s.on_targets(row(flags=1), seen_mono=1))
     assert s.counters["requote_deferred"] == 0
     assert not acts.places and not acts.amends
+
+
+def test_cancel_all_waits_for_a_breaker_that_reopens_soon():
+    """A breaker opened by a reject burst just before a halt: cancel-all waits its short
+    reopen time instead of failing (and the caller retrying a second later)."""
+    from mmshm.execution.breaker import CircuitBreaker, Failure
+    from mmshm.execution.cancel_all import cancel_all
+
+    class Venue:
+        def __init__(self):
+            self.breaker = CircuitBreaker(failure_threshold=1, base_ns=40_000_000, cap_ns=40_000_000)
+            self.open = ["a", "b"]
+
+        async def open_orders(self, sym):
+            self.breaker.check()
+            self.breaker.record_success()
+            return [type("O", (), {"client_id": c, "venue_order_id": 0, "symbol": sym})() for c in self.open]
+
+        async def cancel_all_open(self, sym):
+            self.breaker.check()
+            self.open = []
+
+        async def cancel(self, sym, cid, vid):
+            self.breaker.check()
+
+    v = Venue()
+    v.breaker.record_failure(Failure.TIMEOUT)
+    assert v.breaker.retry_in_ns() > 0
+    rep = asyncio.run(cancel_all(v, ["BTCUSDT"], deadline_s=2.0))
+    assert rep.ok and rep.canceled == 2 and rep.method == "bulk"
