@@ -263,11 +263,11 @@ class ExecutorConfig:
 
     price_tolerance_ticks: int = _f(0, "leave an order alone if its price is within this", ge=0)
     size_tolerance_lots: int = _f(0, "leave an order alone if its size is within this", ge=0)
-    price_tolerance_bp: float = _f(0.25, "leave an order alone if its price is within this many bp "
+    price_tolerance_bp: float = _f(0.5, "leave an order alone if its price is within this many bp "
                                    "(or price_tolerance_ticks, whichever is larger)", ge=0)
-    price_tolerance_distance: float = _f(0.25, "... or within this fraction of the level's distance "
+    price_tolerance_distance: float = _f(0.3, "... or within this fraction of the level's distance "
                                          "from the mid (far levels may drift further)", ge=0, le=1)
-    requote_rate_per_s: float = _f(4.0, "places + amends per second per instrument, sustained "
+    requote_rate_per_s: float = _f(8.0, "places + amends per second per instrument, sustained "
                                    "(token bucket; cancels never wait; 0 = unlimited)", ge=0)
     requote_burst: int = _f(24, "places + amends allowed at once per instrument (bucket depth)", ge=1)
     prefer_amend: bool = _f(True, "modify instead of cancel + new where the venue allows")

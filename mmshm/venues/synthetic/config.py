@@ -93,9 +93,9 @@ class SyntheticConfig:
     # the mid only moves when takers exhaust whole levels, which on a dense BTC-like book is
     # almost never (~0.01 bp/sqrt(s), four orders of magnitude calmer than BTCUSDT, so a
     # quote 2 bp away is never reached). 1 bp/sqrt(s) is ~2.9 %/day, i.e. BTC's usual
-    # realised volatility; regimes scale it (calm 0.7x, volatile 2.5x: ~1 bp/sqrt(s) on
+    # realised volatility; regimes scale it (calm 0.7x, volatile 2.5x: ~1.3 bp/sqrt(s) on
     # average with the default dwell times). 0 switches the fair value off (the book's own dynamics only).
-    fair_vol_bp: float = 0.8         # sigma of the fair value, bp per sqrt(second)
+    fair_vol_bp: float = 1.0         # sigma of the fair value, bp per sqrt(second)
     reprice_rate: float = 10.0       # reprices per second: makers pull stale levels, join at fair
     max_reprice_ticks: int = 100     # largest move of one reprice (keeps diffs bounded)
 
