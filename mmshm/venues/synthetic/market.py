@@ -154,7 +154,8 @@ class SyntheticMarket:
             wide = self.book.spread_ticks() > 1
             switch_rate = (1.0 / regime.mean_dwell_s) if len(self.config.regimes) > 1 else 0.0
             rates = (regime.trade_rate, regime.liquidity_rate, regime.improve_rate if wide else 0.0,
-                     regime.cancel_top_rate, switch_rate, self.config.reprice_rate)
+                     regime.cancel_top_rate, switch_rate,
+                     self.config.reprice_rate if self._fair_sigma > 0.0 else 0.0)
             total = sum(rates)
             if total <= 0.0:
                 self.now_ns = end
