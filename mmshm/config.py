@@ -156,6 +156,13 @@ class VenueConfig:
     sim_host: str = _f("127.0.0.1", "simulated venue bind address")
     sim_port: int = _f(0, "simulated venue port (0 = ephemeral)", ge=0, le=65535)
     sim_seed: int = _f(1, "synthetic market seed", ge=0)
+    # A market maker's account: at Binance USD-M's VIP0 maker fee (200 ppm = 2 bp a fill) no
+    # quote inside ~2 bp of the mid can earn its fees, so every round trip of the default
+    # 1 bp quoter loses and risk's losing-fills trigger pauses it within minutes. Market
+    # makers trade on liquidity-provider tiers (maker rebates of ~0.5 bp): the sim does too.
+    sim_maker_fee_ppm: int = _f(-50, "simulated venue's maker fee, ppm (negative = rebate; VIP0 is 200)",
+                                ge=-1000, le=10_000)
+    sim_taker_fee_ppm: int = _f(500, "simulated venue's taker fee, ppm", ge=-1000, le=10_000)
     replay_file: str = _f("", "capture file for venue=replay")
     replay_pace: str = _f("recorded", "replay speed", choices=("recorded", "fast"))
 

@@ -270,7 +270,8 @@ class Supervisor:
                 # After the first start the port is kept, so a restarted venue is where the roles reconnect.
                 p = self.venue_urls.get("port", str(v.sim_port))
                 return [self.python, "-m", "mmshm", "venue", "--host", v.sim_host, "--port", p,
-                        "--seed", str(v.sim_seed), "--symbols", ",".join(v.symbols)]
+                        "--seed", str(v.sim_seed), "--symbols", ",".join(v.symbols),
+                        "--maker-fee-ppm", str(v.sim_maker_fee_ppm), "--taker-fee-ppm", str(v.sim_taker_fee_ppm)]
 
             self.children[VENUE] = Child(VENUE, argv, 10.0, self.venue_timeout_s, RestartTracker(self.policy))
         child = self.children[VENUE]
