@@ -16,9 +16,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from mmshm.config import ConfigError, add_config_arguments, config_from_args
+from mmshm.agent.program import run_program
+from mmshm.config import Config, add_config_arguments, load_credentials
 from mmshm.execution.process import ROLE, run_executor
-from mmshm.log import setup_logging_from_config, shutdown_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,28 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"executor: {exc}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace, cfg: Config) -> int:
     if cfg.mode in ("testnet", "live"):
-        from mmshm.config import load_credentials
-        try:
-            load_credentials(required=True)
-        except ConfigError as exc:
-            print(f"executor: {exc}", file=sys.stderr)
-            return 2
-    setup_logging_from_config(ROLE, cfg)
-    try:
-        return run_executor(cfg)
-    except ValueError as exc:          # e.g. paper mode without the venue's port
-        print(f"executor: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        shutdown_logging()
+        load_credentials(required=True)   # ConfigError: refuses to start without keys
+    return run_executor(cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # ValueError: e.g. paper mode without the venue's port
+    return run_program(ROLE, build_parser(), argv, _run, usage_errors=(ValueError,))
 
 
 if __name__ == "__main__":

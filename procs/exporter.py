@@ -14,10 +14,10 @@ from typing import Sequence
 
 from mmshm.agent.idle import SleepingIdle
 from mmshm.agent.runner import run_role
-from mmshm.config import ConfigError, add_config_arguments, config_from_args
+from mmshm.agent.program import run_program
+from mmshm.config import Config, add_config_arguments
 from mmshm.exporter.collector import SharedMemoryCollector
 from mmshm.exporter.server import ROLE, ExporterAgent, ExporterServer
-from mmshm.log import setup_logging_from_config, shutdown_logging
 
 #: Duty-cycle period: heartbeat and counter refresh; HTTP is served by its own thread.
 PERIOD_S = 0.1
@@ -32,30 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"exporter: {exc}", file=sys.stderr)
-        return 2
-    setup_logging_from_config(ROLE, cfg)
+def _run(args: argparse.Namespace, cfg: Config) -> int:
     wd = cfg.watchdog
     critical = (tuple(r for r in args.critical.split(",") if r) if args.critical is not None
                 else tuple(wd.critical_roles))
     timeouts = {role: getattr(wd.role_timeouts, role) for role in critical
                 if getattr(wd.role_timeouts, role, None) is not None}
-    try:
-        collector = SharedMemoryCollector(cfg.instance, wd.pid_reuse_tolerance_s)
-        server = ExporterServer(collector, cfg.exporter.host, cfg.exporter.port, critical=critical,
-                                timeouts_s=timeouts, default_timeout_s=wd.heartbeat_timeout_s)
-        if cfg.role_cpu(ROLE) is not None:
-            print(f"exporter: ignoring cpus.exporter={cfg.role_cpu(ROLE)}: the exporter is never pinned",
-                  file=sys.stderr)
-        # cpu=None: never pinned, whatever [cpus] says (it must not steal a hot core).
-        return run_role(ROLE, [ExporterAgent(server)], cfg, cpu=None, idle=SleepingIdle(int(PERIOD_S * 1e9)))
-    finally:
-        shutdown_logging()
+    collector = SharedMemoryCollector(cfg.instance, wd.pid_reuse_tolerance_s)
+    server = ExporterServer(collector, cfg.exporter.host, cfg.exporter.port, critical=critical,
+                            timeouts_s=timeouts, default_timeout_s=wd.heartbeat_timeout_s)
+    if cfg.role_cpu(ROLE) is not None:
+        print(f"exporter: ignoring cpus.exporter={cfg.role_cpu(ROLE)}: the exporter is never pinned",
+              file=sys.stderr)
+    # cpu=None: never pinned, whatever [cpus] says (it must not steal a hot core).
+    return run_role(ROLE, [ExporterAgent(server)], cfg, cpu=None, idle=SleepingIdle(int(PERIOD_S * 1e9)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_program(ROLE, build_parser(), argv, _run)
 
 
 if __name__ == "__main__":

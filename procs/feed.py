@@ -12,9 +12,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from mmshm.config import ConfigError, add_config_arguments, config_from_args
+from mmshm.agent.program import run_program, usage_error
+from mmshm.config import Config, add_config_arguments
 from mmshm.feed import FeedConfigError, FeedService, LatencyWindow, settings_from_config, source_from_config
-from mmshm.log import setup_logging_from_config, shutdown_logging
 from mmshm.venues.connection import run
 
 
@@ -29,26 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    latency = LatencyWindow()
+    try:
+        source = source_from_config(cfg, trades=args.trades, latency=latency)
+    except (FeedConfigError, FileNotFoundError, ValueError) as exc:
+        return usage_error("feed", exc)
+    service = FeedService(source, settings_from_config(cfg, unlink_on_exit=args.unlink_on_exit),
+                          latency=latency)
+    return run(service.run())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"feed: {exc}", file=sys.stderr)
-        return 2
-    setup_logging_from_config("feed", cfg)
-    try:
-        latency = LatencyWindow()
-        try:
-            source = source_from_config(cfg, trades=args.trades, latency=latency)
-        except (FeedConfigError, FileNotFoundError, ValueError) as exc:
-            print(f"feed: {exc}", file=sys.stderr)
-            return 2
-        service = FeedService(source, settings_from_config(cfg, unlink_on_exit=args.unlink_on_exit),
-                              latency=latency)
-        return run(service.run())
-    finally:
-        shutdown_logging()
+    return run_program("feed", build_parser(), argv, _run)
 
 
 if __name__ == "__main__":

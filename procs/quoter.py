@@ -18,8 +18,8 @@ import time
 from typing import Sequence
 
 from mmshm.agent.runner import run_role
-from mmshm.config import ConfigError, add_config_arguments, config_from_args, quoter_params_kwargs
-from mmshm.log import setup_logging_from_config, shutdown_logging
+from mmshm.agent.program import run_program
+from mmshm.config import Config, add_config_arguments, quoter_params_kwargs
 from mmshm.records import BOOK_ROW, CONTROL_ROW, INSTRUMENT_ROW, MARKET_EVENT, TARGET_ROW
 from mmshm.shm import BroadcastReader, SegmentInUse, SegmentMismatch, SeqlockTable
 from mmshm.strategy.engine import QuoteEngine, Quoting
@@ -64,15 +64,8 @@ def _instrument_rows(instance: str, deadline: float):
         table.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        params = QuoterParams(**quoter_params_kwargs(cfg))
-    except (ConfigError, ValueError) as exc:
-        print(f"quoter: {exc}", file=sys.stderr)
-        return 2
-    setup_logging_from_config(ROLE, cfg)
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    params = QuoterParams(**quoter_params_kwargs(cfg))   # ValueError: a usage error (exit 2)
     inst = cfg.instance
     opened: list = []
     owned: list = []
@@ -147,7 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             t.close()
         for s in opened:
             s.close()
-        shutdown_logging()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_program(ROLE, build_parser(), argv, _run, usage_errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ import sys
 from typing import Sequence
 
 from mmshm.agent.runner import run_role
-from mmshm.config import ConfigError, add_config_arguments, config_from_args
+from mmshm.agent.program import run_program, usage_error
+from mmshm.config import Config, add_config_arguments
 from mmshm.journal.recorder import ROLE, RecorderAgent
 from mmshm.journal.schema import JournalError
-from mmshm.log import setup_logging_from_config, shutdown_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,27 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"recorder: {exc}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace, cfg: Config) -> int:
     if args.batch < 1:
-        print(f"recorder: --batch must be >= 1, got {args.batch}", file=sys.stderr)
-        return 2
-    setup_logging_from_config(ROLE, cfg)
+        return usage_error(ROLE, f"--batch must be >= 1, got {args.batch}")
     rc = cfg.recorder
-    try:
-        agent = RecorderAgent(cfg.instance, args.db or rc.sqlite_path, commit_interval_ms=rc.commit_interval_ms,
-                              batch=args.batch, capture_md=rc.capture_md, capture_dir=rc.capture_dir)
-        return run_role(ROLE, [agent], cfg)
-    except JournalError as exc:
-        print(f"recorder: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        shutdown_logging()
+    agent = RecorderAgent(cfg.instance, args.db or rc.sqlite_path, commit_interval_ms=rc.commit_interval_ms,
+                          batch=args.batch, capture_md=rc.capture_md, capture_dir=rc.capture_dir)
+    return run_role(ROLE, [agent], cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_program(ROLE, build_parser(), argv, _run, usage_errors=(JournalError,))
 
 
 if __name__ == "__main__":

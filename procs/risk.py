@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Sequence
 
 from mmshm.agent.runner import run_role
-from mmshm.config import (ConfigError, add_config_arguments, config_from_args, instrument_risk_kwargs,
-                          risk_params_kwargs)
-from mmshm.log import setup_logging_from_config, shutdown_logging
+from mmshm.agent.program import run_program
+from mmshm.config import Config, add_config_arguments, instrument_risk_kwargs, risk_params_kwargs
 from mmshm.records import BOOK_ROW, CONTROL_ROW, INSTRUMENT_ROW, ORDER_EVENT
 from mmshm.risk.engine import RiskEngine
 from mmshm.risk.params import InstrumentRisk, RiskParams
@@ -58,16 +57,9 @@ def _open_commands(instance: str):
     return CommandInbox.open(instance)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        params = RiskParams(**risk_params_kwargs(cfg))
-        inst_kw = instrument_risk_kwargs(cfg)
-    except (ConfigError, ValueError) as exc:
-        print(f"risk: {exc}", file=sys.stderr)
-        return 2
-    setup_logging_from_config(ROLE, cfg)
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    params = RiskParams(**risk_params_kwargs(cfg))     # ValueError: a usage error (exit 2)
+    inst_kw = instrument_risk_kwargs(cfg)
     inst = cfg.instance
     opened: list = []
     control = None
@@ -130,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             control.close()
         for s in opened:
             s.close()
-        shutdown_logging()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_program(ROLE, build_parser(), argv, _run, usage_errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import orjson
 
 from mmshm.agent.idle import SleepingIdle
 from mmshm.agent.runner import run_role
-from mmshm.config import ConfigError, add_config_arguments, config_from_args
-from mmshm.log import setup_logging_from_config, shutdown_logging
+from mmshm.agent.program import run_program
+from mmshm.config import Config, add_config_arguments
+from mmshm.log import shutdown_logging
 from mmshm.monitor.policy import WatchdogPolicy
 from mmshm.monitor.watchdog import Watchdog, WatchdogAgent
 
@@ -33,31 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    policy = WatchdogPolicy.from_config(cfg.watchdog)
+    watchdog = Watchdog(cfg.instance, policy)
+    if args.once:
+        try:
+            results = watchdog.check()
+        finally:
+            watchdog.close()
+        shutdown_logging()  # flush the log thread first: its lines must not interleave with ours
+        print(orjson.dumps([{"row": a.process.row, "pid": a.process.pid, "role": a.process.role,
+                             "verdict": a.verdict.name, "reason": a.reason} for a in results]).decode())
+        return 0
+    period_ns = int(min(policy.interval_s, MAX_SLEEP_S) * 1e9)
+    return run_role("watchdog", [WatchdogAgent(watchdog)], cfg, idle=SleepingIdle(period_ns),
+                    on_reload=watchdog.request_halt_clear)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"watchdog: {exc}", file=sys.stderr)
-        return 2
-    setup_logging_from_config("watchdog", cfg)
-    try:
-        policy = WatchdogPolicy.from_config(cfg.watchdog)
-        watchdog = Watchdog(cfg.instance, policy)
-        if args.once:
-            try:
-                results = watchdog.check()
-            finally:
-                watchdog.close()
-            shutdown_logging()  # flush the log thread first: its lines must not interleave with ours
-            print(orjson.dumps([{"row": a.process.row, "pid": a.process.pid, "role": a.process.role,
-                                 "verdict": a.verdict.name, "reason": a.reason} for a in results]).decode())
-            return 0
-        period_ns = int(min(policy.interval_s, MAX_SLEEP_S) * 1e9)
-        return run_role("watchdog", [WatchdogAgent(watchdog)], cfg, idle=SleepingIdle(period_ns),
-                        on_reload=watchdog.request_halt_clear)
-    finally:
-        shutdown_logging()
+    return run_program("watchdog", build_parser(), argv, _run)
 
 
 if __name__ == "__main__":
