@@ -47,6 +47,8 @@ ROLES: tuple[str, ...] = ("feed", "quoter", "executor", "risk", "watchdog", "rec
 MODES: tuple[str, ...] = ("observe", "shadow", "paper", "testnet", "live")
 VENUES: tuple[str, ...] = ("sim", "binance-usdm", "hyperliquid", "replay")
 IDLE_STRATEGIES: tuple[str, ...] = ("busy", "yield", "sleep")
+#: Roles on the tick-to-order path whose idle park bounds the latency (``idle.hot_max_park_ns``).
+HOT_ROLES: tuple[str, ...] = ("quoter", "executor")
 #: Trigger actions, least to most severe (``mmshm.risk.params.Action``). HALT cancels all.
 RISK_ACTIONS: tuple[str, ...] = ("alert", "widen", "pull", "pause", "reduce_only", "halt")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -127,6 +129,19 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
     yields: int = _f(10, "sched_yield calls before parking (sleep strategy)", ge=0)
     min_park_ns: int = _f(1_000, "first sleep of the backoff, ns", ge=1)
     max_park_ns: int = _f(1_000_000, "longest sleep of the backoff, ns", ge=1)
+    hot_max_park_ns: int = _f(
+        50_000, "longest sleep of the latency-critical pollers (the executor's targets watcher "
+        "thread; see IdleConfig.max_park_ns_for), ns: a new target waits at most about this long",
+        ge=1)
+
+    def max_park_ns_for(self, role: str) -> int:
+        """The longest park of ``role``'s sleeping idle strategy.
+
+        The hot roles (quoter, executor) react to a change within one park, so they use
+        ``hot_max_park_ns`` (tens of us: a few percent of a core more than a 1 ms park);
+        every other role keeps ``max_park_ns``.
+        """
+        return self.hot_max_park_ns if role in HOT_ROLES else self.max_park_ns
 
 
 @dataclass(frozen=True)
@@ -688,6 +703,8 @@ def _cross_checks(values: Mapping[str, Any], sources: Mapping[str, str]) -> list
          "executor.breaker_backoff_base_s", "executor.breaker_backoff_max_s", "<=")
     need(values["idle.min_park_ns"] <= values["idle.max_park_ns"],
          "idle.min_park_ns", "idle.max_park_ns", "<=")
+    need(values["idle.min_park_ns"] <= values["idle.hot_max_park_ns"],
+         "idle.min_park_ns", "idle.hot_max_park_ns", "<=")
     need(values["feed.publish_levels"] <= values["feed.book_depth"],
          "feed.publish_levels", "feed.book_depth", "<=")
     need(values["quoter.min_half_spread_bp"] <= values["quoter.max_half_spread_bp"],
@@ -1149,7 +1166,7 @@ def load_credentials(env: Mapping[str, str] | None = None, required: bool = Fals
 
 
 __all__ = [
-    "BUILTIN_PROFILES", "Config", "ConfigError", "Credentials", "describe_key", "IDLE_STRATEGIES", "MODES",
+    "BUILTIN_PROFILES", "Config", "ConfigError", "Credentials", "describe_key", "HOT_ROLES", "IDLE_STRATEGIES", "MODES",
     "ROLES", "VENUES", "add_config_arguments", "config_from_args", "default_config",
     "leaf_keys", "load_config", "load_credentials", "quoter_params_kwargs", "section_mapping",
     "risk_params_kwargs", "instrument_risk_kwargs",

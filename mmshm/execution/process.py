@@ -20,7 +20,13 @@ process does between the segments and the session lives here:
   ``session.stop(cancel=True)``); FLATTEN then closes the position with reduce-only
   market orders of at most the control row's ``max_order_qty``;
 - heartbeat, named counters and sd_notify from an asyncio task, so a venue request that
-  takes seconds never makes the executor look hung while its event loop is alive.
+  takes seconds never makes the executor look hung while its event loop is alive;
+- idle: a :class:`~mmshm.execution.watcher.RowWatcher` thread reads the targets/control/
+  verdict row versions every ``idle.hot_max_park_ns`` and wakes the loop through
+  ``call_soon_threadsafe`` when one changes, so a new target is acted on within tens of
+  microseconds while the loop otherwise sleeps in epoll (uvloop timers cannot sleep
+  less than a millisecond). The loop still makes a full timed pass at least every
+  ``idle.max_park_ns`` (control staleness, ticks, segment attach, commands).
 
 The agent runner (:mod:`mmshm.agent.runner`) is a synchronous duty cycle; the executor
 is an asyncio program (aiohttp sessions, the user-data stream, the dead-man refresher
@@ -43,6 +49,7 @@ from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
 from mmshm.agent.sdnotify import SdNotifier
 from mmshm.execution.session import ExecutionSession, session_from_config
+from mmshm.execution.watcher import RowWatcher
 from mmshm.instruments import InstrumentTable
 from mmshm.records import BOOK_ROW, CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
 from mmshm.shm import GatedWriter, SeqlockTable, SegmentNotFound, ShmError
@@ -92,6 +99,8 @@ class ServiceOptions:
     idle_max_s: float = 0.001
     idle_spins: int = 0                 # idle passes that only yield to the loop before sleeping
     busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
+    watch: bool = True                  # idle waits on a RowWatcher (park idle.hot_max_park_ns);
+                                        # False: back off with asyncio sleeps (ms timer granularity)
 
 
 class ExecutorService:
@@ -117,6 +126,7 @@ class ExecutorService:
             self.opt.idle_spins = cfg.idle.spins
         self.opt.idle_min_s = max(self.opt.idle_min_s, cfg.idle.min_park_ns / 1e9)
         self.opt.idle_max_s = max(self.opt.idle_min_s, cfg.idle.max_park_ns / 1e9)
+        self.watch_park_ns = cfg.idle.max_park_ns_for(ROLE)
         self.session_factory = session_factory
         self.notifier = notifier or SdNotifier()
         self.proc_table = proc_table
@@ -161,6 +171,9 @@ class ExecutorService:
         self.book: SeqlockTable | None = None      # shadow mode: the live book our orders match against
         self._book_version: list[int] = []
         self.commands = None                       # operator commands (RESUME lifts the SIGUSR1 latch)
+        self.watcher: RowWatcher | None = None     # wakes the idle loop when a watched row changes
+        self._poked = False                        # a watched row changed since this pass began
+        self._waiter: asyncio.Future | None = None
 
     # ------------------------------------------------------------------ runner-like API
     @property
@@ -490,6 +503,7 @@ class ExecutorService:
                     lat.close()
                 except Exception:  # noqa: BLE001
                     pass
+        self._stop_watcher()
         if self.slot is not None:
             self.slot.release()
         if self.commands is not None:
@@ -537,6 +551,64 @@ class ExecutorService:
         if self.slot is not None and not f.halt:
             self.slot.set_state(ProcState.PAUSED if f.paused else ProcState.RUNNING)
 
+    # ------------------------------------------------------------------ idle wake-ups
+    def _watched_versions(self) -> tuple:
+        """Versions of every row a pass reacts to at once (runs on the watcher thread).
+
+        Targets rows, control rows (global + per instrument) and the watchdog's verdict
+        row 0; reads only (a version is one atomic load), so it is safe beside the loop.
+        """
+        out: list[int] = []
+        t = self.targets
+        if t is not None:
+            out.extend(t.version(i) for i in range(min(self.n_inst, t.rows)))
+        out.append(-1)
+        c = self.control
+        if c is not None:
+            out.extend(c.version(r) for r in range(min(self.n_inst + 1, c.rows)))
+        out.append(-1)
+        v = self.verdicts
+        if v is not None:
+            out.append(v.table.version(0))
+        return tuple(out)
+
+    def _poke(self) -> None:
+        """On the loop thread (via call_soon_threadsafe): a watched row changed."""
+        self._poked = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _start_watcher(self) -> None:
+        if not self.opt.watch or self.opt.busy_poll or self.watcher is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.watcher = RowWatcher(self._watched_versions, lambda: loop.call_soon_threadsafe(self._poke),
+                                  self.watch_park_ns, name="executor-row-watcher")
+        self.watcher.start()
+        log.info("row watcher started", extra={"park_us": self.watch_park_ns / 1e3,
+                                               "timed_pass_ms": self.opt.idle_max_s * 1e3})
+
+    def _stop_watcher(self) -> None:
+        """Join the watcher thread (it reads segment versions: before the segments close)."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+
+    async def _wait_wake(self, timeout_s: float) -> None:
+        """Sleep in the event loop until the watcher pokes or ``timeout_s`` passes."""
+        if self._poked:
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._waiter = fut
+        timer = loop.call_later(timeout_s, _resolve, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+
     async def loop(self) -> None:
         s = self.session
         flags = self.flags
@@ -545,7 +617,9 @@ class ExecutorService:
         idle_s = self.opt.idle_min_s
         spins = 0
         last_halt_why = -1
+        self._start_watcher()
         while not flags.stop:
+            self._poked = False              # before any read: a change from now on wakes the idle wait
             if flags.events != seen_events:
                 seen_events = flags.events
                 self._handle_flags()
@@ -588,6 +662,8 @@ class ExecutorService:
                 spins += 1
                 if self.opt.busy_poll or spins <= self.opt.idle_spins:
                     await asyncio.sleep(0)
+                elif self.watcher is not None and self.watcher.alive:
+                    await self._wait_wake(self.opt.idle_max_s)
                 else:
                     await asyncio.sleep(idle_s)
                     idle_s = min(idle_s * 2, self.opt.idle_max_s)
@@ -695,6 +771,11 @@ class ExecutorService:
                 self._lat_quote.record(seen - qm + d)
             if mm > 0 and seen >= mm:
                 self._lat_tick.record(seen - mm + d)
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 # ---------------------------------------------------------------------- entry point

@@ -1,0 +1,44 @@
+"""The executor process with its row watcher (mmshm/execution/watcher.py) driving the idle loop.
+
+The timed pass and the housekeeping tick are pushed out to 60 s, so passes happen when the
+watcher sees a targets/control row change (plus the early idle backoff); new targets and a
+HALT must still be acted on, and the watcher must have run. The wake-up itself is tested
+in-process in tests/unit/test_execution_watcher.py. No timing is asserted.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from executor_harness import Rig, wait_for  # noqa: E402
+
+from mmshm.records import Mode  # noqa: E402
+
+SLOW_TIMED_PASS = ("--set", "idle.max_park_ns=60000000000", "--set", "idle.hot_max_park_ns=50000",
+                   "--set", "executor.tick_interval_ms=60000")   # a tick also counts as work
+
+
+@pytest.fixture
+def rig(spawn, instance, tmp_path):
+    r = Rig(spawn, instance, tmp_path)
+    r.depth()
+    yield r
+    r.close()
+
+
+@pytest.mark.timeout(60)
+def test_target_and_halt_changes_wake_the_idle_loop(rig):
+    rig.start_executor(*SLOW_TIMED_PASS)
+    rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))])
+    wait_for(lambda: len(rig.open_orders()) == 1, 10, "bid placed after a target-row wake", [rig.executor])
+    rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))], asks=[(rig.ticks("50020.0"), rig.lots("0.020"))])
+    wait_for(lambda: len(rig.open_orders()) == 2, 10, "ask added after a second wake", [rig.executor])
+    rig.set_control(Mode.HALT)
+    wait_for(lambda: rig.open_orders() == [], 10, "cancel-all after a control-row wake", [rig.executor])
+    rig.executor.send_signal(signal.SIGTERM)
+    assert rig.executor.wait(timeout=15) == 0
+    assert "row watcher started" in rig.log_path.read_text()
