@@ -29,7 +29,8 @@ requote budget carries an older md_seq and lands in the tail (the budget is rais
 Strategies: ``sleep`` (every role sleeps when idle: the peer, what suits a shared 2-core
 machine) and ``busy`` (feed, quoter, executor spin, unpinned; on 2 cores three spinners
 starve the venue and the others, so expect it to be worse here). The per-stage histograms
-from the ``latency`` table (``mmshm.monitor.latency``) give the breakdown.
+from the ``latency`` table (``mmshm.monitor.latency``) give the breakdown; ``cpu_pct`` is each
+process's CPU use (all threads, % of one core) over the measured window.
 
 Output: one JSON document (figures, goal, peer = sleep, ratio). Goal (issue 5): p50 <= 100 us,
 p99 <= 1 ms with the idle strategy that suits the machine. Shared machine: rerun quiet for
@@ -207,6 +208,20 @@ def _wait_running(instance: str, roles: list[str], timeout: float, procs: dict) 
     raise RuntimeError(f"roles {roles} not RUNNING within {timeout:g} s")
 
 
+def _cpu_seconds(procs: dict[str, subprocess.Popen]) -> dict[str, float]:
+    """user+system CPU seconds of each child (all its threads) so far; missing ones left out."""
+    import psutil
+
+    out = {}
+    for name, p in procs.items():
+        try:
+            t = psutil.Process(p.pid).cpu_times()
+            out[name] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
 def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     """One pipeline with idle strategy ``strategy``; tick-to-order samples and stage table."""
     from mmshm.execution.client_ids import parse as parse_cid
@@ -245,8 +260,12 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
                                            start_new_session=True)
             _wait_running(instance, [role], 30, procs)
         time.sleep(2.0)                       # first quotes placed, book warm
+        cpu0 = _cpu_seconds({"venue": venue, **procs})
         t0 = time.monotonic_ns()
         time.sleep(seconds)
+        cpu1 = _cpu_seconds({"venue": venue, **procs})
+        window_s = (time.monotonic_ns() - t0) / 1e9
+        result["cpu_pct"] = {k: round(100.0 * (cpu1[k] - cpu0[k]) / window_s, 1) for k in cpu0 if k in cpu1}
         md = _read_md(instance)
         result["stages"] = _stage_table(instance)
     finally:

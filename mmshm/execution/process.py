@@ -735,7 +735,7 @@ class ExecutorService:
             if pulled:
                 row = row.copy()
                 row["flags"] = int(row["flags"]) | 1
-            n_lat = len(s.latency_ns)
+            n_lat = self._latency_mark()
             try:
                 await s.on_targets(row, mode=m, seen_mono=seen, control=self._ctl_rows[1 + i])
             except ValueError as exc:            # a target the state machine refuses: counted drop
@@ -758,6 +758,20 @@ class ExecutorService:
                     continue
                 self._book_version[i] = v
                 shadow.on_book_row(row)
+
+    def _latency_mark(self) -> int:
+        """Length of the session's latency deque before a request batch (see _record_latency).
+
+        The deque is bounded (``maxlen``): once full, its length stops growing and new samples
+        could no longer be told apart, so the histograms would silently stop. It is only a
+        staging buffer here (every sample is already in the shared histograms), so it is
+        emptied once half full, which leaves room for any batch.
+        """
+        lat = self.session.latency_ns
+        cap = getattr(lat, "maxlen", None)
+        if cap is not None and len(lat) >= cap // 2:
+            lat.clear()
+        return len(lat)
 
     def _record_latency(self, row: np.void, seen: int, n_before: int) -> None:
         lat = self.session.latency_ns
