@@ -386,8 +386,6 @@ def create(instance: str, name: str, kind: Kind, dtype: np.dtype, capacity: int,
     layout is validated, the caller becomes the creator, the epoch is bumped and the
     cursor continues past every sequence already in the ring (readers keep their mapping).
     """
-    from mmshm._native.shm import store_release_u64
-
     dtype = np.dtype(dtype)
     posix_name = segment_name(instance, name)
     slot_size = _check_layout_args(kind, dtype, capacity, slot_size)
@@ -395,11 +393,26 @@ def create(instance: str, name: str, kind: Kind, dtype: np.dtype, capacity: int,
     _check_reader_names(required)
     if kind != Kind.GATED and required:
         raise ValueError("required readers exist only on gated rings")
+    seg = _create_exclusive(posix_name, name, kind, dtype, capacity, slot_size, required)
+    if seg is None:
+        return _takeover(posix_name, kind, dtype, capacity, slot_size, required)
+    return seg
+
+
+def _create_exclusive(posix_name: str, name: str, kind: Kind, dtype: np.dtype, capacity: int,
+                      slot_size: int, required: tuple[str, ...]) -> Segment | None:
+    """Create, map and publish a new segment; None if ``posix_name`` already exists.
+
+    A new segment is zero-filled by ftruncate; ``magic`` is stored last, with release,
+    so an attacher never sees a half-written header.
+    """
+    from mmshm._native.shm import store_release_u64
+
     size = _segment_size(kind, capacity, slot_size)
     try:
         shm = posix_ipc.SharedMemory(posix_name, posix_ipc.O_CREX, mode=0o600, size=size)
     except posix_ipc.ExistentialError:
-        return _takeover(posix_name, kind, dtype, capacity, slot_size, required)
+        return None
     try:
         seg = _map(posix_name, size, shm.fd)
     except BaseException:
@@ -585,23 +598,10 @@ def create_or_attach(instance: str, name: str, kind: Kind, dtype: np.dtype, capa
     For tables written by several processes, one row each (e.g. the process table): whoever
     comes first creates it; everybody validates the same layout.
     """
-    from mmshm._native.shm import store_release_u64
-
     dtype = np.dtype(dtype)
     posix_name = segment_name(instance, name)
     slot_size = _check_layout_args(kind, dtype, capacity, slot_size)
-    size = _segment_size(kind, capacity, slot_size)
-    try:
-        shm = posix_ipc.SharedMemory(posix_name, posix_ipc.O_CREX, mode=0o600, size=size)
-    except posix_ipc.ExistentialError:
+    seg = _create_exclusive(posix_name, name, kind, dtype, capacity, slot_size, ())
+    if seg is None:
         return attach(instance, name, kind, dtype, slot_size, capacity)
-    try:
-        seg = _map(posix_name, size, shm.fd)
-    except BaseException:
-        posix_ipc.unlink_shared_memory(posix_name)
-        raise
-    finally:
-        shm.close_fd()
-    _fill_header(seg, kind, dtype, capacity, slot_size, size, name, ())
-    store_release_u64(seg.address, MAGIC)
     return seg
