@@ -22,7 +22,6 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterable
 
