@@ -67,26 +67,20 @@ def _text(value) -> str:
     return bytes(value).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-class ProcessTable:
-    """The instance's ``procs`` table; ``claim()`` gives this process its own row."""
+class _InstanceTable:
+    """A named seqlock table of an instance (``SEGMENT`` of ``RECORD`` rows), read by row."""
+
+    SEGMENT: str
+    RECORD: np.dtype
 
     def __init__(self, table: SeqlockTable, instance: str) -> None:
         self.table = table
         self.instance = instance
 
     @classmethod
-    def open(cls, instance: str, rows: int = DEFAULT_ROWS) -> "ProcessTable":
-        """Attach to the instance's table (any size), creating it with ``rows`` if absent."""
-        try:
-            return cls.attach(instance)
-        except segmod.SegmentNotFound:
-            pass
-        return cls(SeqlockTable.create_or_attach(instance, PROCS_SEGMENT, PROCESS_ROW, rows), instance)
-
-    @classmethod
-    def attach(cls, instance: str) -> "ProcessTable":
-        """Attach to an existing table (``SegmentNotFound`` if no process created it yet)."""
-        return cls(SeqlockTable.attach(instance, PROCS_SEGMENT, PROCESS_ROW), instance)
+    def attach(cls, instance: str):
+        """Attach to the existing table (``SegmentNotFound`` if its writer has not created it)."""
+        return cls(SeqlockTable.attach(instance, cls.SEGMENT, cls.RECORD), instance)
 
     @property
     def rows(self) -> int:
@@ -97,6 +91,25 @@ class ProcessTable:
 
     def read_all(self) -> np.ndarray:
         return self.table.read_all()
+
+    def close(self) -> None:
+        self.table.close()
+
+
+class ProcessTable(_InstanceTable):
+    """The instance's ``procs`` table; ``claim()`` gives this process its own row."""
+
+    SEGMENT = PROCS_SEGMENT
+    RECORD = PROCESS_ROW
+
+    @classmethod
+    def open(cls, instance: str, rows: int = DEFAULT_ROWS) -> "ProcessTable":
+        """Attach to the instance's table (any size), creating it with ``rows`` if absent."""
+        try:
+            return cls.attach(instance)
+        except segmod.SegmentNotFound:
+            pass
+        return cls(SeqlockTable.create_or_attach(instance, PROCS_SEGMENT, PROCESS_ROW, rows), instance)
 
     def claims(self) -> list[int]:
         return list(self.table.claims())
@@ -136,9 +149,6 @@ class ProcessTable:
             if cas_i64(self.table.segment.address + segmod.HEADER_SIZE + i * 8, held, me):
                 return i
         return None
-
-    def close(self) -> None:
-        self.table.close()
 
 
 class ProcessSlot:
@@ -201,12 +211,11 @@ class ProcessSlot:
         self.released = True
 
 
-class VerdictTable:
+class VerdictTable(_InstanceTable):
     """The watchdog's ``verdicts`` table (row 0: HALT; row 1 + i: verdict on process row i)."""
 
-    def __init__(self, table: SeqlockTable, instance: str) -> None:
-        self.table = table
-        self.instance = instance
+    SEGMENT = VERDICTS_SEGMENT
+    RECORD = VERDICT_ROW
 
     @classmethod
     def open_writer(cls, instance: str, rows: int | None = None) -> "VerdictTable":
@@ -237,25 +246,8 @@ class VerdictTable:
                 raise
             return cls(table, instance)
 
-    @classmethod
-    def attach(cls, instance: str) -> "VerdictTable":
-        return cls(SeqlockTable.attach(instance, VERDICTS_SEGMENT, VERDICT_ROW), instance)
-
-    @property
-    def rows(self) -> int:
-        return int(self.table.rows)
-
-    def read(self, row: int) -> np.void:
-        return self.table.read(row)
-
-    def read_all(self) -> np.ndarray:
-        return self.table.read_all()
-
     def write(self, row: int, rec) -> None:
         self.table.write(row, rec)
-
-    def close(self) -> None:
-        self.table.close()
 
 
 def read_halt(instance: str) -> tuple[bool, str]:
