@@ -140,9 +140,8 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
         The hot roles (quoter, executor) react to a change within one park, so they use
         ``hot_max_park_ns``; every other role keeps ``max_park_ns``. Cost measured on a
         2-core VM: a 50 us park wakes every ~130 us (kernel timer slack) and takes ~15-17%
-        of a core, against ~2% for 1 ms. The executor's row watcher uses it today; the
-        agent runner's sleeping roles (quoter) still take ``max_park_ns`` until
-        ``run_role`` asks for this.
+        of a core, against ~2% for 1 ms. The executor's row watcher and ``run_role`` (the
+        quoter's backoff) use it.
         """
         return self.hot_max_park_ns if role in HOT_ROLES else self.max_park_ns
 

@@ -350,7 +350,7 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
     kwargs.setdefault("idle_kind", config.role_idle(role))
     kwargs.setdefault("idle_options", {
         "max_spins": idle_cfg.spins, "max_yields": idle_cfg.yields,
-        "min_park_ns": idle_cfg.min_park_ns, "max_park_ns": idle_cfg.max_park_ns,
+        "min_park_ns": idle_cfg.min_park_ns, "max_park_ns": idle_cfg.max_park_ns_for(role),
     })
     kwargs.setdefault("proc_rows", config.segments.procs_rows)
     return run_agents(role, agents, **kwargs)
