@@ -99,7 +99,10 @@ class FeedHarness:
         while True:
             self._check_alive()
             try:
-                self.md = BroadcastReader.attach(self.instance, "md", MARKET_EVENT, reader="test")
+                # From the oldest event: on a loaded machine the feed may already have published
+                # SYNCING/LIVE before we attach, and "latest" would never see them.
+                self.md = BroadcastReader.attach(self.instance, "md", MARKET_EVENT, reader="test",
+                                                 start="oldest")
                 self.book = SeqlockTable.attach(self.instance, "book", BOOK_ROW)
                 return self
             except segmod.SegmentNotFound:
@@ -199,9 +202,15 @@ FAST = ("feed.reconnect_backoff_base_s=0.05", "feed.reconnect_backoff_max_s=0.2"
 MATCHES_AFTER = 5
 
 
+#: Replay pace of the 344 s capture: ~17 s of data, ~36 ticker checks a second. Served
+#: flat out (~4 s) the file could end before a loaded machine had even started the feed,
+#: leaving it reconnecting to a silent stand-in and the test waiting for LIVE.
+CAPTURE_SPEED = 20.0
+
+
 @pytest.fixture
 def standin(binance_capture):
-    with StandinThread(CaptureSource(binance_capture)) as s:
+    with StandinThread(CaptureSource(binance_capture, speed=CAPTURE_SPEED)) as s:
         yield s
 
 
