@@ -16,8 +16,9 @@ from typing import Callable, Iterator
 
 import pytest
 
+from procutil import SHM_DIR, instance_segments
+
 REPO = Path(__file__).resolve().parents[1]
-SHM_DIR = Path("/dev/shm")
 
 
 def shared_data_dir() -> Path:
@@ -46,10 +47,10 @@ def hyperliquid_capture(shared_data: Path) -> Path:
 def remove_instance_segments(instance: str) -> list[str]:
     """Unlink every /dev/shm/mmshm-<instance>-* segment; return the names removed."""
     removed = []
-    for path in SHM_DIR.glob(f"mmshm-{instance}-*"):
+    for name in instance_segments(instance):
         try:
-            path.unlink()
-            removed.append(path.name)
+            (SHM_DIR / name).unlink()
+            removed.append(name)
         except FileNotFoundError:
             pass
     return removed

@@ -24,23 +24,6 @@ from mmshm.records import CONTROL_ROW
 from mmshm.shm import SeqlockTable
 from mmshm.shm.segment import ShmError
 
-SHM = Path("/dev/shm")
-
-
-def segments(instance: str) -> list[str]:
-    return sorted(p.name for p in SHM.glob(f"mmshm-{instance}-*"))
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:  # a zombie is gone for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 class Up:

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from pipeline_harness import Up, pid_gone, segments
+from pipeline_harness import Up
+from procutil import instance_segments, pid_gone
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def stop_and_check_clean(up: Up) -> None:
     """Ctrl-C: exit 0, every /dev/shm/mmshm-<instance>-* segment gone, every child gone."""
     children = up.children()
     assert up.interrupt(timeout=60) == 0, up.stderr[-2000:]
-    assert segments(up.instance) == []
+    assert instance_segments(up.instance) == []
     assert all(pid_gone(p) for p in children), [p for p in children if not pid_gone(p)]
 
 

@@ -16,24 +16,8 @@ import pytest
 
 from mmshm.agent.proctable import ProcessTable
 from mmshm.supervisor.roles import STOP_ORDER, select_roles
+from procutil import instance_segments, pid_gone
 
-SHM = Path("/dev/shm")
-
-
-def segments(instance: str) -> list[str]:
-    return sorted(p.name for p in SHM.glob(f"mmshm-{instance}-*"))
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:  # a zombie is gone for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 class Up:
@@ -125,7 +109,7 @@ def test_up_starts_restarts_and_stops_in_order(spawn, instance, tmp_path):
     ranked = [r for r in order if r != "venue"]
     assert ranked == sorted(ranked, key=STOP_ORDER.index)
     assert order[-1] == "venue"
-    assert segments(instance) == []
+    assert instance_segments(instance) == []
     deadline = time.monotonic() + 5
     while not all(pid_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -144,7 +128,7 @@ def test_duration_stops_by_itself_and_a_second_up_refuses(spawn, instance, tmp_p
             "--set", f"state_dir={tmp_path}"]
     first = spawn(argv)
     deadline = time.monotonic() + 20
-    while not any(s.endswith("-procs") for s in segments(instance)) and time.monotonic() < deadline:
+    while not any(s.endswith("-procs") for s in instance_segments(instance)) and time.monotonic() < deadline:
         time.sleep(0.05)
     second = spawn(argv[:-6] + ["--duration", "1"])
     _, err2 = second.communicate(timeout=30)
@@ -154,7 +138,7 @@ def test_duration_stops_by_itself_and_a_second_up_refuses(spawn, instance, tmp_p
     status = [ln for ln in out.decode().splitlines() if "PnL=" in ln]
     assert status and "Mode=" in status[0] and "Procs=2/2" in status[-1], out
     assert b"watchdog ready" in err and b"--duration 6 s reached" in err
-    assert segments(instance) == []
+    assert instance_segments(instance) == []
 
 
 @pytest.mark.timeout(90)
@@ -172,7 +156,7 @@ def test_gives_up_and_halts_after_too_many_restarts(spawn, instance, tmp_path):
     assert "watchdog gave up" in halt["msg"] and halt["confirmed"], halt    # risk shows HALT
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(timeout=30) == 0
-    assert segments(instance) == []
+    assert instance_segments(instance) == []
 
 
 @pytest.mark.timeout(60)
@@ -201,7 +185,7 @@ def test_venue_restarts_on_its_port(spawn, instance, tmp_path):
     assert second["urls"]["rest"] == first["urls"]["rest"]     # the roles reconnect where they were
     up.proc.send_signal(signal.SIGINT)
     assert up.proc.wait(timeout=30) == 0
-    assert segments(instance) == []
+    assert instance_segments(instance) == []
 
 
 @pytest.mark.timeout(60)
