@@ -9,13 +9,12 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checksummed import REC, check_record, make
 from mmshm.shm import BroadcastReader, BroadcastWriter, GatedReader, GatedWriter
 
-REC = np.dtype([("seq", "<u8"), ("k", "<u8"), ("body", "<u8", (5,)), ("check", "<u8")])  # 64 B
 _counter = itertools.count()
 
 ops = st.lists(
@@ -26,22 +25,6 @@ ops = st.lists(
     ),
     min_size=1, max_size=40,
 )
-
-
-def make(k: int) -> np.ndarray:
-    r = np.zeros(1, REC)
-    r["k"] = k
-    r["body"] = (k * 2654435761) & 0xFFFFFFFF
-    r["check"] = k ^ 0xDEADBEEF
-    return r
-
-
-def check_record(r) -> int:
-    k = int(r["k"])
-    assert int(r["check"]) == k ^ 0xDEADBEEF, "torn record"
-    assert all(int(b) == (k * 2654435761) & 0xFFFFFFFF for b in r["body"]), "torn record"
-    assert int(r["seq"]) == k + 1, "record does not belong to its sequence"
-    return k
 
 
 def run(reader, writer, script, log2cap, gated):

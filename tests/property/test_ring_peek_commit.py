@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checksummed import REC, check_record, make
 from mmshm.shm import BroadcastReader, BroadcastWriter, GatedReader, GatedWriter
 
-REC = np.dtype([("seq", "<u8"), ("k", "<u8"), ("body", "<u8", (5,)), ("check", "<u8")])  # 64 B
 _counter = itertools.count()
 
 _common = [
@@ -37,21 +37,9 @@ gated_ops = st.lists(st.one_of(*_common, st.tuples(st.just("restart"), st.just(0
 lossy_ops = st.lists(st.one_of(*_common), min_size=1, max_size=60)
 
 
-def make(k: int) -> np.ndarray:
-    r = np.zeros(1, REC)
-    r["k"] = k
-    r["body"] = (k * 2654435761) & 0xFFFFFFFF
-    r["check"] = k ^ 0xDEADBEEF
-    return r
-
-
-def check_record(r) -> int:
+def checked_seq(r) -> int:
     """The record's sequence, after checking it is intact and belongs to that sequence."""
-    k = int(r["k"])
-    assert int(r["check"]) == k ^ 0xDEADBEEF, "torn record"
-    assert all(int(b) == (k * 2654435761) & 0xFFFFFFFF for b in r["body"]), "torn record"
-    assert int(r["seq"]) == k + 1, "record does not belong to its sequence (slot overwritten)"
-    return k + 1
+    return check_record(r) + 1
 
 
 def stored_cursor(reader) -> int:
@@ -91,12 +79,12 @@ def test_gated_required_reader_two_phase(instance, script, log2cap):
                 out = np.zeros(n, REC)
                 m = r.peek_batch(out)
                 assert m == min(n, written + 1 - cursor)
-                deliver([check_record(x) for x in out[:m]])
+                deliver([checked_seq(x) for x in out[:m]])
             elif op == "peek1":
                 got = r.peek()
                 assert (got is None) == (cursor > written)
                 if got is not None:
-                    deliver([check_record(got)])
+                    deliver([checked_seq(got)])
             elif op == "commit":
                 k = min(n, r.pending)
                 assert r.commit(k) == committed + k
@@ -115,7 +103,7 @@ def test_gated_required_reader_two_phase(instance, script, log2cap):
                 out = np.zeros(n, REC)
                 m = r.poll_batch(out)
                 assert m == min(n, written + 1 - cursor)
-                deliver([check_record(x) for x in out[:m]])
+                deliver([checked_seq(x) for x in out[:m]])
                 committed = cursor
             else:  # restart: a reader that dies (no commit) and re-attaches from its stored cursor
                 r.close()
@@ -129,7 +117,7 @@ def test_gated_required_reader_two_phase(instance, script, log2cap):
         committed = cursor
         out = np.zeros(cap, REC)
         while m := r.peek_batch(out):
-            deliver([check_record(x) for x in out[:m]])
+            deliver([checked_seq(x) for x in out[:m]])
             r.commit(m)
             committed += m
         assert delivered == set(range(1, written + 1))
@@ -149,7 +137,7 @@ def _lossy(reader, writer, script, publish):
     def deliver(recs) -> None:
         nonlocal last_in_window
         for x in recs:
-            s = check_record(x)
+            s = checked_seq(x)
             assert s > last_in_window, "duplicate or out of order within a peek window"
             last_in_window = s
             delivered.append(s)
