@@ -54,6 +54,8 @@ def test_place_fill_position_matches_venue_and_ring(rig):
     wait_for(lambda: len(rig.open_orders()) == 1, 10, "bid resting", [rig.executor])
     rig.trade(BID, "0.010", "SELL")
     wait_for(lambda: rig.counters().get("fills") == 1, 10, "fill seen", [rig.executor])
+    # the ring is read by the harness's own thread: it may still be behind the counters
+    wait_for(lambda: rig.ring_events(K.FILL), 5, "FILL in the ring")
     assert rig.venue_position() == 10 == rig.ring_position()
     assert rig.counters()["position_lots"] == 10
     # maker fee 0.01 * 50005 * 0.0002 = 0.10001 USDT
