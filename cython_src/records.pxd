@@ -177,3 +177,27 @@ ctypedef packed struct SignalRow:
     double arrival_a
     double arrival_k
     uint8_t _pad[16]
+
+# ACCOUNT_ROW: 192 bytes
+ctypedef packed struct AccountRow:
+    uint64_t version
+    uint16_t venue
+    uint8_t source
+    uint8_t _r0[5]
+    char asset[8]
+    int64_t wallet_balance
+    int64_t cross_wallet
+    int64_t unrealized_pnl
+    int64_t margin_balance
+    int64_t initial_margin
+    int64_t maint_margin
+    int64_t available_balance
+    int64_t transfers
+    int64_t venue_ts
+    int64_t local_ts
+    int64_t updated_mono
+    int64_t margin_mono
+    uint64_t stream_updates
+    uint64_t rest_updates
+    uint64_t drops
+    uint8_t _pad[48]

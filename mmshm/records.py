@@ -323,6 +323,44 @@ SIGNAL_ROW = _padded([
 ], 128)
 
 
+# --------------------------------------------------------------------------- venue account
+
+class AccountSource(IntEnum):
+    """Where an ACCOUNT_ROW's latest figures came from."""
+    NONE = 0       # never written
+    STREAM = 1     # user-data stream ACCOUNT_UPDATE (wallet balances; no margin figures)
+    REST = 2       # GET /fapi/v2/account (balances and margin figures)
+
+
+#: One row per venue account (row 0: the executor's account), written only by the
+#: executor (``account`` seqlock table, mmshm.execution.account); read by risk (equity,
+#: margin utilisation), ``mmshm status`` and the exporter. Money in FEE_SCALE units of
+#: ``asset``. The stream carries wallet balances only, so the margin figures have their
+#: own freshness (``margin_mono``).
+ACCOUNT_ROW = _padded([
+    ("version", "<u8"),
+    ("venue", "<u2"),             # venue id (mmshm.venues registry)
+    ("source", "u1"),             # AccountSource of the last write
+    ("_r0", "u1", (5,)),
+    ("asset", "S8"),              # margin asset of the money fields (e.g. USDT)
+    ("wallet_balance", "<i8"),    # FEE_SCALE: deposits + realized PnL - fees (+ funding)
+    ("cross_wallet", "<i8"),      # FEE_SCALE: wallet balance less isolated margin
+    ("unrealized_pnl", "<i8"),    # FEE_SCALE: the venue's (mark price), as of venue_ts
+    ("margin_balance", "<i8"),    # FEE_SCALE: wallet + unrealized (the venue's equity)
+    ("initial_margin", "<i8"),    # FEE_SCALE: positions + open orders (REST only, see margin_mono)
+    ("maint_margin", "<i8"),      # FEE_SCALE (REST only)
+    ("available_balance", "<i8"), # FEE_SCALE (REST only)
+    ("transfers", "<i8"),         # FEE_SCALE: cumulative non-PnL balance change seen (deposits, withdrawals, transfers)
+    ("venue_ts", "<i8"),          # realtime ns: the venue time the balances reflect
+    ("local_ts", "<i8"),          # realtime ns: when they were received
+    ("updated_mono", "<i8"),      # monotonic ns of this write (staleness)
+    ("margin_mono", "<i8"),       # monotonic ns the margin figures were last refreshed (0 = never)
+    ("stream_updates", "<u8"),    # rows written from the stream
+    ("rest_updates", "<u8"),      # rows written from REST
+    ("drops", "<u8"),             # updates refused as malformed (counted, row untouched)
+], 192)
+
+
 ALL_RECORDS: dict[str, np.dtype] = {
     "MARKET_EVENT": MARKET_EVENT,
     "BOOK_ROW": BOOK_ROW,
@@ -334,4 +372,5 @@ ALL_RECORDS: dict[str, np.dtype] = {
     "VERDICT_ROW": VERDICT_ROW,
     "COMMAND_ROW": COMMAND_ROW,
     "SIGNAL_ROW": SIGNAL_ROW,
+    "ACCOUNT_ROW": ACCOUNT_ROW,
 }
