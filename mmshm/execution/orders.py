@@ -212,7 +212,9 @@ class WorkingOrders:
         self._realtime = realtime
         self.orders: dict[str, Order] = {}
         self.by_venue_id: dict[int, str] = {}
-        self._live: dict[tuple[int, int], dict[str, Order]] = {}
+        #: (instrument, side) -> {client id: Order}: the live orders in creation order
+        #: (the native planner, mmshm._native.execplan, reads them from here)
+        self.books: dict[tuple[int, int], dict[str, Order]] = {}
         self._terminal: deque[str] = deque()
         self._keep_terminal = keep_terminal
         self._trades: set[tuple[int, int, int]] = set()
@@ -231,13 +233,13 @@ class WorkingOrders:
     def live_orders(self, instrument: int | None = None, side: Side | None = None) -> list[Order]:
         """Live orders (pending new, resting, pending cancel), best price first per side."""
         out: list[Order] = []
-        for (inst, sd), book in self._live.items():
+        for (inst, sd), book in self.books.items():
             if (instrument is None or inst == instrument) and (side is None or sd == side):
                 out.extend(book.values())
         return sorted(out, key=lambda o: (o.instrument, o.side, -o.price if o.side == Side.BUY else o.price))
 
     def instruments(self) -> set[int]:
-        return {inst for (inst, _), book in self._live.items() if book}
+        return {inst for (inst, _), book in self.books.items() if book}
 
     # ------------------------------------------------------------------ our requests
     def new_sent(self, *, client_id: str, cid_num: int, instrument: int, side: Side, price: int,
@@ -251,7 +253,7 @@ class WorkingOrders:
         o = Order(client_id, cid_num, instrument, Side(side), price, qty, md_seq, flags,
                   sent_mono=sent_mono or now, pending_since_mono=now)
         self.orders[client_id] = o
-        self._live.setdefault((instrument, int(o.side)), {})[client_id] = o
+        self.books.setdefault((instrument, int(o.side)), {})[client_id] = o
         return self._record(o, K.NEW_SENT)
 
     def amend_sent(self, client_id: str, price: int, qty: int, sent_mono: int = 0) -> Outcome:
@@ -427,7 +429,7 @@ class WorkingOrders:
 
     def _reindex(self, o: Order) -> None:
         if o.status in TERMINAL:
-            book = self._live.get((o.instrument, int(o.side)))
+            book = self.books.get((o.instrument, int(o.side)))
             if book is not None and book.pop(o.client_id, None) is not None:
                 self._terminal.append(o.client_id)
                 while len(self._terminal) > self._keep_terminal:
@@ -476,7 +478,7 @@ class WorkingOrders:
         """Pending too long → QUERY; still pending a timeout after the query → CANCEL_ALL."""
         now = self._mono() if now_mono is None else now_mono
         out: list[TimeoutAction] = []
-        for book in self._live.values():
+        for book in self.books.values():
             for o in book.values():
                 if not o.is_pending or not o.pending_since_mono:
                     continue

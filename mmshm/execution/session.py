@@ -37,6 +37,7 @@ from mmshm.execution.diff import Actions, Amend, Cancel, Place, diff
 from mmshm.execution.orders import (FLAG_POST_ONLY, FLAG_REDUCE_ONLY, ActionKind, VenueEvent,
                                     WorkingOrders)
 from mmshm.execution.reconcile import DeadManSwitch, ReconcileReport, reconcile
+from mmshm._native.execplan import TooManyOrders, plan as _native_plan
 from mmshm.records import ORDER_EVENT, Mode, OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, ExchangeEnv,
                                                InstrumentIndex, NotSent, OrderRequest, OrderUpdate,
@@ -103,7 +104,8 @@ class ExecutionSession:
         self.last_cancel_all: CancelAllReport | None = None
         self.counters = {"publish_refused": 0, "places": 0, "amends": 0, "cancels": 0, "not_sent": 0,
                          "unknown_status": 0, "rejects": 0, "would_send": 0, "reconciles": 0,
-                         "cancel_alls": 0, "illegal": 0, "flattens": 0, "requote_deferred": 0}
+                         "cancel_alls": 0, "illegal": 0, "flattens": 0, "requote_deferred": 0,
+                         "plan_fallbacks": 0}
         self._requote_tokens: dict[int, float] = {}
         self._requote_at: dict[int, int] = {}
 
@@ -167,7 +169,23 @@ class ExecutionSession:
         filled. Risk writes them as the EFFECTIVE limits (``limit_scale_bp`` already applied,
         docs/CONTRACTS.md), so they are used as they are. A zero limit allows no new exposure.
         Without ``control`` no limits are applied (library use; the process always passes it).
+
+        Runs in C (``mmshm._native.execplan``): this is on the path from "target seen" to
+        "request on the socket". :meth:`plan_py` states the same plan in Python; the tests
+        hold the two to identical actions. More live orders on a side than the native
+        planner holds (128) fall back to it, counted in ``plan_fallbacks``.
         """
+        try:
+            return _native_plan(row, self.working.books, self.working.position, self._flatten_ids, int(mode),
+                                control, self.cfg.px_tol, self.cfg.qty_tol, self.cfg.prefer_amend,
+                                self.cfg.tol_bp, self.cfg.tol_frac)
+        except TooManyOrders:
+            self.counters["plan_fallbacks"] += 1
+            return self.plan_py(row, mode, control)
+
+    def plan_py(self, row: np.void, mode: Mode = Mode.NORMAL, control: np.void | None = None) -> Actions:
+        """:meth:`plan` in Python: the reference the native planner is tested against (and
+        its fallback); the module doc of :mod:`mmshm.execution.diff` says why each rule."""
         inst = int(row["instrument"])
         # an order with an amend in flight is planned at the price/qty it is moving to, so a
         # new order is never placed beside it for the same level
@@ -188,11 +206,11 @@ class ExecutionSession:
             acts.cancels += [Cancel(o.client_id, inst, o.side) for o in working
                              if o.side == grow and all(c.client_id != o.client_id for c in acts.cancels)]
         if control is not None:
-            self._apply_limits(acts, inst, working, int(control["max_order_qty"]),
+            self._apply_limits_py(acts, inst, working, int(control["max_order_qty"]),
                                int(control["max_position"]))
         return acts
 
-    def _apply_limits(self, acts: Actions, inst: int, working: list, max_order_qty: int,
+    def _apply_limits_py(self, acts: Actions, inst: int, working: list, max_order_qty: int,
                       max_position: int) -> None:
         """Clip sizes to ``max_order_qty``; drop places, then cancel orders, worst price
         first, until the position if everything on a side filled stays within ``max_position``."""

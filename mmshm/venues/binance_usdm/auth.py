@@ -63,7 +63,7 @@ class Signer:
 
     def sign(self, payload: str) -> str:
         """Hex HMAC-SHA256 of ``payload`` with the secret."""
-        return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, payload.encode(), "sha256").hex()   # one-shot: C, no HMAC object
 
 
 def sign(secret: str, payload: str) -> str:

@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 import websockets
 import yarl
+from websockets.protocol import State as _WsState
 
 from mmshm.execution.breaker import CircuitBreaker, CircuitOpen, Failure
 from mmshm.execution.orders import VenueEvent
@@ -775,8 +776,29 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 # --------------------------------------------------------------------------- WebSocket API
 
+_WS_OPEN = _WsState.OPEN
+
+
 class ConnectionLost(BinanceError):
     pass
+
+
+def _write_text_now(ws: Any, payload: bytes) -> bool:
+    """Write one text frame to the socket now; False if it must go through ``ws.send``.
+
+    Why: ``websockets``' ``send`` wraps the write in an async context manager and a drain,
+    which cost more than the whole rest of an order's path to the socket. This keeps the
+    library's own framing, masking and state checks (``protocol.send_text``) and its own
+    write (``send_data``), and only leaves out the wrapper; the caller drains afterwards
+    when the transport pushes back. A connection that is not OPEN (closing, closed) takes
+    the library's path, which raises ConnectionClosed as usual.
+    """
+    proto = getattr(ws, "protocol", None)
+    if proto is None or proto.state is not _WS_OPEN or ws.transport.is_closing():
+        return False
+    proto.send_text(payload)
+    ws.send_data()
+    return True
 
 
 class BinanceWsApi:
@@ -874,19 +896,24 @@ class BinanceWsApi:
         if signed:
             params = ws_signed_params(self.signer, params, self.clock.venue_ms(), self.recv_window_ms)
         frame = orjson.dumps({"id": rid, "method": method, "params": params})
+        ws = self._ws
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self.counters["requests"] += 1
         try:
-            await self._ws.send(frame.decode())
-        except (websockets.ConnectionClosed, AttributeError, OSError) as exc:
+            if not _write_text_now(ws, frame):
+                await ws.send(frame.decode())
+        except (websockets.WebSocketException, AttributeError, OSError, RuntimeError) as exc:
             self._pending.pop(rid, None)
             self.breaker.record_failure(Failure.TIMEOUT)
             raise NotSent(0, f"send failed: {type(exc).__name__}") from None
         sent = time.monotonic_ns()
         try:
-            msg, recv = await asyncio.wait_for(fut, self.timeout_s)
-        except asyncio.TimeoutError:
+            if getattr(ws, "paused", False):  # the transport's buffer is over its high-water mark
+                await ws.drain()
+            async with asyncio.timeout(self.timeout_s):
+                msg, recv = await fut
+        except TimeoutError:
             self._pending.pop(rid, None)
             self.breaker.record_failure(Failure.TIMEOUT)
             raise UnknownStatus(0, f"no answer to {method} within {self.timeout_s}s") from None
