@@ -12,13 +12,21 @@ process does between the segments and the session lives here:
   Without a fresh control block there are no limits, so the executor is in HALT: it sends
   no order and cancels everything;
 - the loop reads each instrument's TARGET_ROW when its seqlock version changes (or its
-  mode does) and calls ``session.on_targets(row, mode, seen_mono, control)`` with the
-  stricter of the global and instrument modes; ``session.tick()`` every ~100 ms;
+  mode does) and submits it to that instrument's apply task
+  (:class:`~mmshm.execution.dispatch.ApplyDispatcher`), which calls
+  ``session.on_targets(row, mode, seen_mono, control)`` with the stricter of the global
+  and instrument modes. At most one apply per instrument is in flight (the diff must see
+  the orders the previous one sent); a row arriving meanwhile waits, only the newest is
+  kept, and it goes out as soon as the previous answers are in. Instruments run
+  concurrently, and the loop never waits for a venue answer to read the next row.
+  ``session.tick()`` every ~100 ms;
 - cancel-all on every transition into HALT/FLATTEN (control block, watchdog HALT in
   ``verdicts`` row 0, SIGUSR1, a stale/missing control block, a refused publish), at
   start-up (after reconciliation, retried until verified) and on SIGTERM (the stop path:
   ``session.stop(cancel=True)``); FLATTEN then closes the position with reduce-only
-  market orders of at most the control row's ``max_order_qty``;
+  market orders of at most the control row's ``max_order_qty``. Before each of these
+  cancel-alls the affected instruments' applies are blocked (waiting rows dropped, none
+  started while halted) and drained: awaited up to ``halt_drain_s``, then cancelled;
 - heartbeat, named counters and sd_notify from an asyncio task, so a venue request that
   takes seconds never makes the executor look hung while its event loop is alive;
 - idle: a :class:`~mmshm.execution.watcher.RowWatcher` thread reads the targets/control/
@@ -36,8 +44,10 @@ sd_notify, pinning) rather than the runner itself.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +58,7 @@ from mmshm.agent.counters import ROLE_COUNTERS
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
 from mmshm.agent.sdnotify import SdNotifier
+from mmshm.execution.dispatch import ApplyDispatcher, DrainReport
 from mmshm.execution.session import ExecutionSession, session_from_config
 from mmshm.execution.watcher import RowWatcher
 from mmshm.instruments import InstrumentTable
@@ -101,6 +112,8 @@ class ServiceOptions:
     busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
     watch: bool = True                  # idle waits on a RowWatcher (park idle.hot_max_park_ns);
                                         # False: back off with asyncio sleeps (ms timer granularity)
+    halt_drain_s: float = 1.0           # longest wait for in-flight applies before a halt's or the
+                                        # stop's cancel-all; still running then: cancelled
 
 
 class ExecutorService:
@@ -164,7 +177,10 @@ class ExecutorService:
         self._halt_cancel_pending: set[int] = set()   # instruments whose halt cancel-all must be retried
         self._next_halt_retry = 0
         self._lat_quote = self._lat_ack = self._lat_tick = None
-        self._lat_seen = 0
+        self.dispatch: ApplyDispatcher | None = None   # one apply task per instrument (run())
+        self._cut: dict[int, set[str]] = {}            # halted instrument -> orders of a cancelled apply
+        self.apply_cancelled = 0
+        self.latency_errors = 0
         self.ready = False
         self.exit_reason = ""
         self.tick_errors = 0
@@ -209,6 +225,11 @@ class ExecutorService:
                          "restart the executor once risk and recorder keep up",
                          extra={"refused": self.refused, "free_slots": self.orders.free_slots()})
         return False
+
+    @property
+    def apply_errors(self) -> int:
+        """Apply tasks that raised (logged by the dispatcher; counted in the ``drops`` slot)."""
+        return self.dispatch.counters["errors"] if self.dispatch is not None else 0
 
     def ring_has_room(self) -> bool:
         """Enough free slots for the events of one batch of requests and their answers."""
@@ -403,7 +424,7 @@ class ExecutorService:
         s = self.session
         sc = s.counters
         vals = {"orders_sent": sc["places"], "acks": self.acks, "rejects": sc["rejects"], "fills": self.fills,
-                "cancels": sc["cancels"], "ring_full": self.refused, "drops": self.drops,
+                "cancels": sc["cancels"], "ring_full": self.refused, "drops": self.drops + self.apply_errors,
                 "cancel_all": sc["cancel_alls"], "amends": sc["amends"], "not_sent": sc["not_sent"],
                 "reconciles": sc["reconciles"], "mode": self.mode_now,
                 "position_lots": sum(s.working.position.values()), "fees": sum(s.working.fees.values())}
@@ -437,8 +458,10 @@ class ExecutorService:
             self._inst_mode = [-1] * self.n_inst
             self._inst_pull = [False] * self.n_inst
             self._ref_price = [0] * self.n_inst
+            self.dispatch = ApplyDispatcher(self.n_inst, self._apply, name="executor apply")
             self.session = (self.session_factory or self._default_session)(self.index, self.publish)
             self._open_latency()
+            self._hook_latency()
             log.info("executor starting", extra={"mode": self.session.mode.value, "symbols": self.index.symbols,
                                                  "orders_capacity": self.orders.capacity})
             if not await self.start_session():
@@ -480,6 +503,11 @@ class ExecutorService:
         self.notifier.stopping(status=f"executor: stopping ({self.exit_reason or 'stop'})")
         if self.slot is not None:
             self.slot.set_state(ProcState.STOPPING)
+        if self.dispatch is not None and self.session is not None:
+            try:                         # our own requests end before the stop's cancel-all
+                await self._drain(list(range(self.n_inst)))
+            except Exception:  # noqa: BLE001 - the cancel-all below must run regardless
+                log.exception("draining the applies at stop failed")
         if self.session is not None:
             try:
                 rep = await self.session.stop(cancel=True)
@@ -527,7 +555,9 @@ class ExecutorService:
             return
         extra: dict = {"session": dict(s.counters), "acks": self.acks, "fills": self.fills,
                        "refused": self.refused, "deferred": self.deferred, "drops": self.drops,
-                       "tick_errors": self.tick_errors}
+                       "tick_errors": self.tick_errors, "apply_cancelled": self.apply_cancelled}
+        if self.dispatch is not None:
+            extra["applies"] = dict(self.dispatch.counters)
         t = s.trading
         if t is not None and s.shadow is None:
             extra["ws_connects"] = t.ws.connects
@@ -669,25 +699,37 @@ class ExecutorService:
                     idle_s = min(idle_s * 2, self.opt.idle_max_s)
 
     async def step(self, now: int) -> int:
-        """One pass over the instruments: halts/flatten first, then changed targets."""
+        """One pass over the instruments: halts/flatten first, then changed targets.
+
+        A changed target row is only *submitted* here (:meth:`_apply` runs it in the
+        instrument's apply task), so a venue round trip never keeps this pass from reading
+        the other instruments' rows, nor the next row of the same instrument.
+        """
         s = self.session
+        d = self.dispatch
         work = 0
         modes = [self.instrument_mode(i) for i in range(self.n_inst)]
         self.mode_now = max(modes) if modes else int(Mode.HALT)
-        # transitions into HALT/FLATTEN: cancel-all of those symbols (verified)
+        # transitions into HALT/FLATTEN: stop the instruments' applies, then cancel-all (verified)
         entering = [i for i, m in enumerate(modes) if m >= Mode.HALT and self._inst_mode[i] < Mode.HALT]
+        if entering:
+            d.block(entering)            # at once, before any await: nothing new may start from here
         retry = (self._halt_cancel_pending and now >= self._next_halt_retry)
         if entering or retry:
             insts = sorted(set(entering) | ({i for i in self._halt_cancel_pending if modes[i] >= Mode.HALT}))
             if insts and s.trading is not None:
+                await self._drain(insts)
                 rep = await s.cancel_all([s.instruments.spec(i).symbol for i in insts])
+                cut = self._cut_orders_left(insts)
                 log.warning("halt cancel-all", extra={"why": halt_text(self.halt_why), "instruments": insts,
                                                       "canceled": rep.canceled, "method": rep.method,
-                                                      "verified": rep.verified, "remaining": rep.remaining})
-                if rep.ok:
-                    self._halt_cancel_pending.difference_update(insts)
-                else:
-                    self._halt_cancel_pending.update(insts)
+                                                      "verified": rep.verified, "remaining": rep.remaining,
+                                                      "cut_requests_unsettled": cut})
+                ok = [i for i in insts if i not in cut] if rep.ok else []
+                self._halt_cancel_pending.difference_update(ok)
+                if len(ok) < len(insts):
+                    # not verified, or a cancelled apply's request may still land: again in 1 s
+                    self._halt_cancel_pending.update(i for i in insts if i not in ok)
                     self._next_halt_retry = now + 1_000_000_000
                 work += 1
             elif not insts:
@@ -703,6 +745,9 @@ class ExecutorService:
                 continue
             if m >= Mode.HALT:
                 continue                     # cancel-all above; nothing new while halted
+            if d.blocked(i):
+                d.unblock(i)                 # out of HALT/FLATTEN: applies may start again
+                self._cut.pop(i, None)       # those orders are the diff's again (pending timeout)
             if self.targets is None or i >= self.targets.rows:
                 continue
             pulled = self.instrument_pulled(i)
@@ -733,18 +778,106 @@ class ExecutorService:
             elif nb or na:
                 self._ref_price[i] = int(row["bid_px"][0]) if nb else int(row["ask_px"][0])
             if pulled:
-                row = row.copy()
-                row["flags"] = int(row["flags"]) | 1
-            n_lat = self._latency_mark()
-            try:
-                await s.on_targets(row, mode=m, seen_mono=seen, control=self._ctl_rows[1 + i])
-            except ValueError as exc:            # a target the state machine refuses: counted drop
-                self.drops += 1
-                log.error("target row dropped", extra={"instrument": i, "error": str(exc)})
-                continue
-            self._record_latency(row, seen, n_lat)
+                row["flags"] = int(row["flags"]) | 1     # ``read`` returned our own copy
+            d.submit(i, (row, m, seen))
             work += 1
         return work
+
+    async def _apply(self, i: int, item: tuple[np.void, Mode, int], follow_up: bool) -> None:
+        """The instrument's apply task (see :mod:`mmshm.execution.dispatch`): one target row.
+
+        A ``follow_up`` row waited behind the previous apply's answers, during which the
+        loop may not have looked at the control block: it is re-read here, and a halt (or a
+        stop, or a full orders ring) drops the row and marks it unseen, so the loop reads
+        the latest row again once trading may resume.
+        """
+        row, mode, seen = item
+        if follow_up:
+            self._read_control(time.monotonic_ns())
+            self._read_verdicts()
+            now_mode = self.instrument_mode(i)
+            if now_mode >= Mode.HALT or self.flags.stop or self.flags.halt:
+                self._target_version[i] = -1
+                return
+            if not self.ring_has_room():
+                self.deferred += 1
+                self._target_version[i] = -1
+                return
+            mode = max(mode, now_mode)       # the stricter of the row's mode and the current one
+        token = _APPLYING.set((seen, int(row["quote_mono"]), int(row["md_publish_mono"])))
+        try:
+            await self.session.on_targets(row, mode=mode, seen_mono=seen, control=self._ctl_rows[1 + i])
+        except ValueError as exc:            # a target the state machine refuses: counted drop
+            self.drops += 1
+            log.error("target row dropped", extra={"instrument": i, "error": str(exc)})
+        finally:
+            _APPLYING.reset(token)
+
+    async def _drain(self, insts: list[int]) -> DrainReport:
+        """Before a halt's cancel-all (or the stop's): the instruments' applies end first.
+
+        Awaited up to ``halt_drain_s`` (an answer normally takes milliseconds), then
+        cancelled. A cancelled apply may have written a frame whose answer never came: its
+        orders stay PENDING_* and are remembered in ``_cut`` so the halt cancel-all is
+        repeated until each is settled (acked then cancelled, or known rejected).
+        """
+        rep = await self.dispatch.drain(insts, self.opt.halt_drain_s)
+        if rep.cancelled:
+            self.apply_cancelled += len(rep.cancelled)
+            for i in rep.cancelled:
+                cids = {o.client_id for o in self.session.working.live_orders(i) if o.is_pending}
+                if cids:
+                    self._cut.setdefault(i, set()).update(cids)
+        if rep.finished or rep.cancelled or rep.dropped:
+            log.info("applies drained", extra={"instruments": insts, "finished": rep.finished,
+                                               "cancelled": rep.cancelled, "dropped": rep.dropped})
+        return rep
+
+    def _cut_orders_left(self, insts: list[int]) -> list[int]:
+        """Instruments with an order of a cancelled apply that is still live locally."""
+        left = []
+        working = self.session.working
+        for i in insts:
+            cids = self._cut.get(i)
+            if not cids:
+                continue
+            cids = {c for c in cids if (o := working.get(c)) is not None and o.is_live}
+            if cids:
+                self._cut[i] = cids
+                left.append(i)
+            else:
+                del self._cut[i]
+        return left
+
+    def _on_send_latency(self, d: int) -> None:
+        """A seen→socket sample from the session, taken in an apply task: quote→send and
+        tick→order of the target row that task is applying (its context variable)."""
+        ctx = _APPLYING.get()
+        if ctx is None or self._lat_quote is None:
+            return
+        seen, qm, mm = ctx
+        try:
+            if qm > 0 and seen >= qm:
+                self._lat_quote.record(seen - qm + d)
+            if mm > 0 and seen >= mm:
+                self._lat_tick.record(seen - mm + d)
+        except Exception:  # noqa: BLE001 - called inside the session's request path: metrics never break it
+            self.latency_errors += 1
+            if self.latency_errors == 1:
+                log.exception("stage latency record failed (counted, logged once)")
+
+    def _hook_latency(self) -> None:
+        """Route the session's seen→send samples (``latency_ns.append``) to the stage histograms."""
+        lat = self.session.latency_ns
+        if isinstance(lat, _SendLatency):
+            return
+        if not isinstance(lat, deque):
+            log.warning("session.latency_ns is not a deque: quote_to_send/tick_to_order not recorded",
+                        extra={"type": type(lat).__name__})
+            return
+        sink = _SendLatency(lat.maxlen, self._on_send_latency)
+        sink.extend(lat)
+        self.session.latency_ns = sink
 
     def _feed_shadow_book(self) -> None:
         """Shadow mode: each changed BOOK_ROW of a traded instrument goes to the ShadowVenue."""
@@ -759,32 +892,25 @@ class ExecutorService:
                 self._book_version[i] = v
                 shadow.on_book_row(row)
 
-    def _latency_mark(self) -> int:
-        """Length of the session's latency deque before a request batch (see _record_latency).
 
-        The deque is bounded (``maxlen``): once full, its length stops growing and new samples
-        could no longer be told apart, so the histograms would silently stop. It is only a
-        staging buffer here (every sample is already in the shared histograms), so it is
-        emptied once half full, which leaves room for any batch.
-        """
-        lat = self.session.latency_ns
-        cap = getattr(lat, "maxlen", None)
-        if cap is not None and len(lat) >= cap // 2:
-            lat.clear()
-        return len(lat)
+#: (seen_mono, quote_mono, md_publish_mono) of the target row the current apply task is
+#: applying; read by :meth:`ExecutorService._on_send_latency` (each task has its own context).
+_APPLYING: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar(
+    "mmshm_executor_applying", default=None)
 
-    def _record_latency(self, row: np.void, seen: int, n_before: int) -> None:
-        lat = self.session.latency_ns
-        new = len(lat) - n_before
-        if new <= 0 or self._lat_quote is None:
-            return
-        qm, mm = int(row["quote_mono"]), int(row["md_publish_mono"])
-        for k in range(len(lat) - new, len(lat)):
-            d = lat[k]
-            if qm > 0 and seen >= qm:
-                self._lat_quote.record(seen - qm + d)
-            if mm > 0 and seen >= mm:
-                self._lat_tick.record(seen - mm + d)
+
+class _SendLatency(deque):
+    """``session.latency_ns`` with a hook: every seen→send sample the session appends is also
+    passed to ``on_sample`` at once, in the task that sent the request, so it is attributed
+    to that task's target row even while other instruments' applies run concurrently."""
+
+    def __init__(self, maxlen: int | None, on_sample: Callable[[int], None]) -> None:
+        super().__init__(maxlen=maxlen)
+        self._on_sample = on_sample
+
+    def append(self, d: int) -> None:
+        super().append(d)
+        self._on_sample(d)
 
 
 def _resolve(fut: asyncio.Future) -> None:

@@ -132,21 +132,3 @@ def test_executor_idle_wait_is_ended_by_a_target_row_version_change(instance):
 async def _until(pred):
     while not pred():
         await asyncio.sleep(0.001)
-
-
-def test_latency_staging_deque_never_fills_up():
-    """A full bounded deque would hide new samples from the stage histograms."""
-    from collections import deque
-    from types import SimpleNamespace
-
-    from mmshm.config import load_config
-    from mmshm.execution.process import ExecutorService
-
-    svc = ExecutorService(load_config(env={}))
-    svc.session = SimpleNamespace(latency_ns=deque(maxlen=8))
-    seen_new = []
-    for _ in range(50):
-        n = svc._latency_mark()
-        svc.session.latency_ns.extend([1, 2, 3])     # one batch of three requests
-        seen_new.append(len(svc.session.latency_ns) - n)
-    assert seen_new == [3] * 50
