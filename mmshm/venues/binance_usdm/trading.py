@@ -327,6 +327,9 @@ class Balance:
     wallet: int            # FEE_SCALE
     cross_wallet: int
     change: int
+    #: keys of ``wb``/``cw``/``bc`` absent from the message: their value above is a 0 the
+    #: venue did not say (a reader of balances must not take it for a zero balance)
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -449,7 +452,8 @@ def parse_user_event(msg: Mapping[str, Any], instruments: InstrumentIndex,
         if e == "ACCOUNT_UPDATE":
             a = msg["a"]
             bals = [Balance(b["a"], fee_units(b.get("wb", "0")), fee_units(b.get("cw", "0")),
-                            fee_units(b.get("bc", "0"))) for b in a.get("B", [])]
+                            fee_units(b.get("bc", "0")), tuple(k for k in ("wb", "cw", "bc") if k not in b))
+                    for b in a.get("B", [])]
             poss = [p for p in (parse_position(p, instruments) for p in a.get("P", [])) if p is not None]
             return AccountUpdate(str(a.get("m", "")), bals, poss, int(msg.get("E", 0)) * 1_000_000,
                                  int(msg.get("T", 0)) * 1_000_000, local_ts)
