@@ -5,7 +5,9 @@ Thin wiring (logic in mmshm.risk.engine, mmshm.risk.process): waits for the feed
 table (written at once, so nobody quotes without limits, then every
 ``--evaluate-ms``), attaches the executor's ``orders`` ring as the REQUIRED reader
 ``risk`` as soon as it exists (lossless: the executor gates on us), and reads the
-quoter's ``signals``, the watchdog's HALT flag and the operator ``commands`` table.
+quoter's ``signals``, the watchdog's HALT flag, the operator ``commands`` table and the
+executor's ``account`` table (the venue's balances and margins: equity is anchored on the
+venue while its row is younger than ``--account-max-age-s``, see mmshm.risk.account).
 
 Operator paths: SIGUSR1 = manual halt; SIGUSR2 = pause toggle; ``mmshm halt|resume|pause``
 through the ``commands`` table (resume is the only way out of a manual or third halt of
@@ -25,6 +27,7 @@ from typing import Sequence
 from mmshm.agent.runner import run_role
 from mmshm.agent.program import run_program
 from mmshm.config import Config, add_config_arguments, instrument_risk_kwargs, risk_params_kwargs
+from mmshm.execution.account import AccountTable
 from mmshm.records import BOOK_ROW, CONTROL_ROW, INSTRUMENT_ROW, ORDER_EVENT
 from mmshm.risk.engine import RiskEngine
 from mmshm.risk.params import InstrumentRisk, RiskParams
@@ -43,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the feed's instruments and book segments (default 60 s)")
     p.add_argument("--evaluate-ms", type=float, default=10.0,
                    help="trigger evaluation and control-row refresh period (default 10 ms)")
+    p.add_argument("--account-max-age-s", type=float, default=None,
+                   help="the venue account row is trusted for equity and margin while younger than this "
+                        "(default 30 s; 0 = never use the venue's figures)")
     p.add_argument("--state-file", default="",
                    help="halt/pause state kept across restarts (default <state_dir>/<instance>/risk-state.json)")
     return p
@@ -58,7 +64,10 @@ def _open_commands(instance: str):
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    params = RiskParams(**risk_params_kwargs(cfg))     # ValueError: a usage error (exit 2)
+    kw = risk_params_kwargs(cfg)
+    if args.account_max_age_s is not None:
+        kw["account_max_age_s"] = args.account_max_age_s
+    params = RiskParams(**kw)                          # ValueError: a usage error (exit 2)
     inst_kw = instrument_risk_kwargs(cfg)
     inst = cfg.instance
     opened: list = []
@@ -88,6 +97,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         if books.rows <= top:
             raise ValueError(f"instrument {top} does not fit the book table ({books.rows} rows)")
         engine = RiskEngine(params, [InstrumentRisk.from_instrument_row(rows[i], **inst_kw) for i in chosen])
+        quote_assets = {bytes(rows[i]["quote_asset"]).split(b"\0", 1)[0].decode() for i in chosen}
+        if len(quote_assets) == 1:
+            engine.account.asset = quote_assets.pop()   # an account row in another asset is not our equity
         control = SeqlockTable.create(inst, "control", CONTROL_ROW, max(cfg.segments.control_rows, top + 2))
 
         def open_orders():
@@ -101,11 +113,12 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         agent = RiskProcessAgent(engine, None, books, control, instance=inst, open_orders=open_orders,
                                  open_signals=lambda: SignalsTable.attach(inst), open_verdicts=open_verdicts,
                                  open_commands=lambda: _open_commands(inst),
+                                 open_account=lambda: AccountTable.attach(inst),
                                  evaluate_interval_s=args.evaluate_ms / 1000.0,
                                  journal_path=cfg.recorder.sqlite_path or None,
                                  state_path=args.state_file or Path(cfg.state_dir) / inst / "risk-state.json")
         log.info("risk started", extra={"instruments": [engine.specs[i].symbol for i in chosen],
-                                        "equity": params.initial_equity, "postmortem_dir": str(params.postmortem_dir)})
+                                        "equity": params.initial_equity, "account_max_age_s": params.account_max_age_s, "postmortem_dir": str(params.postmortem_dir)})
         try:
             return run_role(ROLE, [agent], cfg, on_halt=agent.on_halt, on_pause=agent.on_pause)
         finally:

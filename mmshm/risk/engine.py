@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from mmshm.records import CONTROL_ROW, FEE_SCALE, MdStatus, Mode, OrderEventKind, Side
+from mmshm.risk.account import MARGIN_OWN, MARGIN_VENUE, VenueAccount
 from mmshm.risk.clock import NS, Clock, SystemClock, utc_day
 from mmshm.risk.limits import base_max_position, scaled
 from mmshm.risk.modes import FLAG_ALERT, FLAG_PAUSED, FLAG_PULL, HaltController, most_restrictive
@@ -86,6 +87,10 @@ class RiskEngine:
         self.drops: dict[str, int] = {}
         self.metrics = Metrics()
         self.external_halt = ""
+        # the venue's account (mmshm.risk.account): equity anchor and margin figures
+        self.account = VenueAccount(params.account_max_age_s)
+        self.equity_source = self.account.equity_source(now_m)
+        self.margin_source = MARGIN_OWN
 
     # ------------------------------------------------------------------ inputs
     def _drop(self, why: str) -> None:
@@ -125,6 +130,7 @@ class RiskEngine:
         if f is None:
             self._drop("fill_duplicate")
             return None
+        self.account.on_fill(f.ts, f.realized - f.fee)
         if f.closing:
             self.counters.on_closing_fill(f.realized - f.fee)
         return f
@@ -202,6 +208,42 @@ class RiskEngine:
         self.external_halt = reason
         self._recompute(self.clock.realtime_ns())
 
+    def on_account_row(self, row) -> bool:
+        """An ACCOUNT_ROW from the executor's ``account`` table (read when its version
+        changed). Re-bases equity on the venue's wallet and applies the switching rules
+        of :mod:`mmshm.risk.account` (first anchor and transfers shift the high-water
+        mark and day-start equity; later anchors move equity like PnL). Returns True if
+        the row was taken (False: never written, same version, or another asset)."""
+        acc = self.account
+        f = acc.accept(row)
+        if f is None:
+            return False
+        now_r, now_m = self.clock.realtime_ns(), self.clock.monotonic_ns()
+        moved = 0 if acc.last_transfers is None else f.transfers - acc.last_transfers
+        acc.last_transfers = f.transfers
+        acc.figures = f
+        if not acc.fresh(now_m):
+            return True                 # kept for the record (post-mortem), not trusted for equity
+        if moved and acc.anchored:      # money in/out is not PnL (rule 3)
+            self.hwm += moved
+            self.day_start_equity += moved
+            self.events.append({"ts": now_r, "event": "account_transfer", "amount": moved})
+            log.warning("risk: account transfer of %.8f %s: high-water mark and day start moved with it",
+                        moved / FEE_SCALE, f.asset)
+        before = self.equity()
+        self.equity_base = Fraction(f.wallet) + acc.pending_after(f.venue_ts) - self.positions.realized_net()
+        if not acc.anchored:            # the configured equity was an assumption (rule 1)
+            offset = self.equity() - before
+            self.hwm += offset
+            self.day_start_equity += offset
+            acc.anchored = True
+            self.events.append({"ts": now_r, "event": "equity_rebased", "offset": money(offset),
+                                "equity": money(self.equity())})
+            log.warning("risk: equity re-based on the venue's account: %.2f -> %.2f %s (high-water mark and "
+                        "day start moved with it)", before / FEE_SCALE, self.equity() / FEE_SCALE, f.asset)
+        acc.anchors += 1
+        return True
+
     def set_equity_base(self, equity: int) -> None:
         """Re-base equity from the venue's balance (FEE_SCALE units) without touching PnL."""
         self.equity_base = Fraction(equity) - self.positions.realized_net() - self.positions.unrealized()
@@ -254,11 +296,22 @@ class RiskEngine:
         m.drawdown = float((self.hwm - eq) / self.hwm) if self.hwm > 0 else 0.0
         m.daily_loss = float(max(Fraction(0), self.day_start_equity - eq) / self.day_start_equity) \
             if self.day_start_equity > 0 else 0.0
-        initial = sum((p.notional() / Fraction(self.specs[i].leverage) for i, p in self.positions.by_instrument.items()),
-                      Fraction(0))
+        source = self.account.equity_source(now_m)
+        if source != self.equity_source:
+            log.warning("risk: equity source %s -> %s", self.equity_source, source)
+            self.events.append({"ts": now_r, "event": "equity_source", "from": self.equity_source, "to": source})
+            self.equity_source = source
+        venue_margin = self.account.margins(now_m)
+        if venue_margin is not None:    # the venue's own figures (positions + open orders)
+            initial, maint = venue_margin
+            self.margin_source = MARGIN_VENUE
+        else:                           # own estimate: notional / leverage, notional x maintenance rate
+            initial = sum((p.notional() / Fraction(self.specs[i].leverage)
+                           for i, p in self.positions.by_instrument.items()), Fraction(0))
+            maint = sum((p.notional() * Fraction(self.specs[i].maint_margin_rate)
+                         for i, p in self.positions.by_instrument.items()), Fraction(0))
+            self.margin_source = MARGIN_OWN
         m.margin_utilisation = float(initial / eq) if eq > 0 else (float("inf") if initial > 0 else 0.0)
-        maint = sum((p.notional() * Fraction(self.specs[i].maint_margin_rate)
-                     for i, p in self.positions.by_instrument.items()), Fraction(0))
         m.maintenance_ratio = float(maint / eq) if eq > 0 else (float("inf") if maint > 0 else 0.0)
         m.rate_limit = self.counters.rate_limit_streak
         m.losing_fills = self.counters.losing_streak
@@ -418,6 +471,8 @@ class RiskEngine:
             "equity": money(self.equity()), "high_water_mark": money(self.hwm),
             "drawdown": m.drawdown, "daily_loss": m.daily_loss, "margin_utilisation": m.margin_utilisation,
             "maintenance_ratio": m.maintenance_ratio,
+            "equity_source": self.equity_source, "margin_source": self.margin_source,
+            "account": self._account_doc(),
             "last_fills": [f.as_dict() for f in self.positions.last],
             "signals": {self.specs[i].symbol: dict(v) for i, v in self.signals.items()},
             "market": {self.specs[i].symbol: {"bid": mk.bid, "ask": mk.ask, "status": mk.status.name,
@@ -445,11 +500,18 @@ class RiskEngine:
             "equity": float(eq) / FEE_SCALE, "drawdown": m.drawdown, "daily_loss": m.daily_loss,
             "daily_pnl": float(eq - self.day_start_equity) / FEE_SCALE,
             "margin_utilisation": m.margin_utilisation, "maintenance_ratio": m.maintenance_ratio,
+            "equity_source": self.equity_source, "margin_source": self.margin_source,
+            "account": self._account_doc(),
             "fills": sum(p.fills for p in self.positions.by_instrument.values()),
             "positions": {s.symbol: self.positions[i].position for i, s in self.specs.items()},
             "breaches": [b.name for b in self.breaches], "drops": dict(self.drops),
             "duplicates": self.positions.duplicates,
         }
+
+
+    def _account_doc(self) -> dict | None:
+        f = self.account.figures
+        return None if f is None else f.as_dict(self.clock.monotonic_ns())
 
 
 def instruments_from_rows(rows: Iterable, **kw) -> list[InstrumentRisk]:

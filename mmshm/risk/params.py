@@ -99,6 +99,9 @@ class RiskParams:
     last_fills: int = 10
     dedup_capacity: int = 1 << 20
     postmortem_dir: Path | None = None
+    # venue account (mmshm.risk.account): a row older than this is stale, equity then
+    # moves with own PnL from the last venue anchor and margin comes from own estimate
+    account_max_age_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.initial_equity <= 0:
@@ -107,7 +110,8 @@ class RiskParams:
             raise ValueError("reentry_scale_bp must be in 1..10000")
         if self.max_halts_per_day < 1 or self.last_fills < 0 or self.dedup_capacity < 1:
             raise ValueError("max_halts_per_day >= 1, last_fills >= 0, dedup_capacity >= 1")
-        for name in ("pause_s", "reentry_wait_s", "full_limits_after_s", "rehalt_window_s", "error_window_s"):
+        for name in ("pause_s", "reentry_wait_s", "full_limits_after_s", "rehalt_window_s", "error_window_s",
+                     "account_max_age_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0")
 

@@ -8,6 +8,10 @@ table, runs the triggers and writes the control rows):
   and post-mortems), attached lazily: risk starts before the quoter;
 - the watchdog's HALT flag (``verdicts`` row 0): its rising edge is a halt (post-mortem,
   counted), and risk stays in HALT for as long as the flag is up;
+- the executor's ``account`` table (the venue's balances and margins, attached lazily and
+  re-attached when replaced): each new row version goes to ``RiskEngine.on_account_row``,
+  which anchors equity on the venue and takes its margin figures while they are fresh
+  (rules in mmshm.risk.account);
 - operator paths: SIGUSR1 halts (manual: only a resume lifts it), SIGUSR2 toggles pause,
   and the ``commands`` table (``mmshm halt|resume|pause``, mmshm.supervisor.commands)
   carries explicit HALT / RESUME / PAUSE / UNPAUSE requests;
@@ -34,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from mmshm.agent.counters import counter_index
+from mmshm.execution.account import ACCOUNT_SEGMENT
 from mmshm.records import Mode
 from mmshm.risk.agent import RiskAgent
 from mmshm.risk.engine import RiskEngine
@@ -57,6 +62,7 @@ class RiskProcessAgent(RiskAgent):
     def __init__(self, engine: RiskEngine, orders, books, control, *, instance: str,
                  open_orders: Callable[[], object] | None = None, open_signals: Callable[[], object] | None = None,
                  open_verdicts: Callable[[], object] | None = None, open_commands: Callable[[], object] | None = None,
+                 open_account: Callable[[], object] | None = None,
                  evaluate_interval_s: float = 0.01, status_interval_s: float = 0.1, attach_retry_s: float = 1.0,
                  signals_max_age_s: float = 5.0, journal_path: str | None = None,
                  state_path: str | Path | None = None, batch: int = 256) -> None:
@@ -72,6 +78,11 @@ class RiskProcessAgent(RiskAgent):
         self.open_signals = open_signals
         self.open_verdicts = open_verdicts
         self.open_commands = open_commands
+        self.open_account = open_account
+        self.account = None                  # mmshm.execution.account.AccountTable
+        self._account_inode: int | None = None
+        self._account_version = 0
+        self.account_busy = 0
         self.signals: SignalsTable | None = None
         self._signals_inode: int | None = None
         self.verdicts = None
@@ -166,6 +177,7 @@ class RiskProcessAgent(RiskAgent):
         """Inputs that are not events (signals, watchdog flag), then RiskAgent.evaluate."""
         now = self.engine.clock.monotonic_ns()
         self._read_signals(now)
+        self._read_account()
         self._read_watchdog()
         fired_before = len(self.engine.postmortem_docs)
         super().evaluate()
@@ -211,6 +223,25 @@ class RiskProcessAgent(RiskAgent):
             if row is None or now - int(row["updated_mono"]) > self.signals_max_age_ns:
                 continue                     # a dead quoter's last values are not news
             self.engine.on_signals(i, **signals_dict(row))
+
+    def _read_account(self) -> None:
+        """The venue account row, when its version changed (an unchanged row ages into stale)."""
+        if self.account is None:
+            return
+        try:
+            v = self.account.version(0)
+            if v == self._account_version or v & 1:
+                return                       # unchanged, or mid-write: next evaluation
+            row = self.account.read(0)
+        except SeqlockBusy:
+            self.account_busy += 1
+            return
+        except ShmError:
+            return
+        if row is None:
+            return
+        self._account_version = int(row["version"])
+        self.engine.on_account_row(row)
 
     def _read_watchdog(self) -> None:
         if self.verdicts is None:
@@ -283,6 +314,16 @@ class RiskProcessAgent(RiskAgent):
                 self._signals_inode = posix_inode(self.instance, SIGNALS_SEGMENT)
         if self.verdicts is None and self.open_verdicts is not None:
             self.verdicts = self._try_open("verdicts", self.open_verdicts)
+        if self.account is not None:
+            inode = posix_inode(self.instance, ACCOUNT_SEGMENT)
+            if inode is not None and inode != self._account_inode:   # the executor made a new one
+                self.account.close()
+                self.account = None
+        if self.account is None and self.open_account is not None:
+            self.account = self._try_open("account", self.open_account)
+            if self.account is not None:
+                self._account_inode = posix_inode(self.instance, ACCOUNT_SEGMENT)
+                self._account_version = 0
         if self.commands is None and self.open_commands is not None:
             self.commands = self._try_open("commands", self.open_commands)
 
@@ -359,7 +400,7 @@ class RiskProcessAgent(RiskAgent):
         rows["mode"] = np.maximum(rows["mode"], int(Mode.HALT))
         for r in range(len(rows)):
             self.control.write(r, rows[r:r + 1])
-        for seg in (self.signals, self.verdicts, self.commands):
+        for seg in (self.signals, self.verdicts, self.commands, self.account):
             if seg is not None:
                 try:
                     seg.close()
