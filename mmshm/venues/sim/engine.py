@@ -28,6 +28,11 @@ ORDER_TYPES = ("LIMIT", "MARKET")
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 MAX_CLOSED_ORDERS = 100_000
+#: Maintenance margin rate of every position: Binance's first notional bracket of BTCUSDT
+#: (0.40%, no maintenance amount). The sim has no brackets above it.
+MAINT_MARGIN_RATE = Fraction(4, 1000)
+#: Leverage of a symbol nobody set with POST /fapi/v1/leverage (Binance's default).
+DEFAULT_LEVERAGE = 20
 
 Listener = Callable[[Account, dict], None]
 
@@ -558,6 +563,39 @@ class SimExchange:
             return Fraction(0)
         return (self.mark_ticks(st) - pos.entry) * pos.qty * st.spec.money_per_tick_lot
 
+    def margins(self, acct: Account, st: SymbolState) -> tuple[Fraction, Fraction, Fraction]:
+        """(position initial, open-order initial, maintenance) margin in FEE_SCALE units, cross, one-way.
+
+        Position: |notional at mark| / leverage; maintenance: |notional| x MAINT_MARGIN_RATE.
+        Open orders: what each side would add to the position if it all filled (buys first
+        close a short, sells a long), at the orders' prices, over leverage; the larger side
+        counts, as at Binance, since both sides cannot fill into a bigger position at once."""
+        spec = st.spec
+        lev = acct.leverage.get(spec.symbol, DEFAULT_LEVERAGE)
+        pos = acct.positions.get(spec.symbol)
+        qty = pos.qty if pos is not None else 0
+        notional = abs(qty) * self.mark_ticks(st) * spec.money_per_tick_lot
+        bq = bn = aq = an = 0
+        for o in st.open_orders.values():
+            if o.account != acct.name or o.reduce_only:
+                continue
+            if o.side == "BUY":
+                bq, bn = bq + o.remaining, bn + o.price * o.remaining
+            else:
+                aq, an = aq + o.remaining, an + o.price * o.remaining
+        long_open = max(0, bq - max(0, -qty))
+        short_open = max(0, aq - max(0, qty))
+        opening = max(Fraction(bn * long_open, bq) if bq else Fraction(0),
+                      Fraction(an * short_open, aq) if aq else Fraction(0))
+        return notional / lev, opening * spec.money_per_tick_lot / lev, notional * MAINT_MARGIN_RATE
+
+    def _asset_margins(self, acct: Account, asset: str) -> tuple[Fraction, Fraction, Fraction]:
+        tot = [Fraction(0)] * 3
+        for st in self.symbols.values():
+            if st.spec.quote_asset == asset:
+                tot = [a + b for a, b in zip(tot, self.margins(acct, st))]
+        return tot[0], tot[1], tot[2]
+
     def position_risk(self, acct: Account, symbol: str | None, version: int = 2) -> list[dict]:
         states = [self.state(symbol)] if symbol else list(self.symbols.values())
         out = []
@@ -572,11 +610,13 @@ class SimExchange:
                  "liquidationPrice": "0", "isolatedMargin": "0", "notional": fmt_money(notional),
                  "marginAsset": spec.quote_asset, "isolatedWallet": "0", "updateTime": pos.update_ms}
             if version == 2:
-                d.update({"leverage": str(acct.leverage.get(spec.symbol, 20)), "maxNotionalValue": "1000000",
-                          "marginType": "cross", "isAutoAddMargin": "false"})
+                d.update({"leverage": str(acct.leverage.get(spec.symbol, DEFAULT_LEVERAGE)),
+                          "maxNotionalValue": "1000000", "marginType": "cross", "isAutoAddMargin": "false"})
             else:
-                d.update({"initialMargin": "0", "maintMargin": "0", "positionInitialMargin": "0",
-                          "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0", "askNotional": "0"})
+                pim, oim, mm = self.margins(acct, st)
+                d.update({"initialMargin": fmt_money(pim + oim), "maintMargin": fmt_money(mm),
+                          "positionInitialMargin": fmt_money(pim), "openOrderInitialMargin": fmt_money(oim),
+                          "adl": 0, "bidNotional": "0", "askNotional": "0"})
             out.append(d)
         return out
 
@@ -586,9 +626,11 @@ class SimExchange:
         for asset, wb in acct.balances.items():
             up = sum((self.unrealized(acct, st) for st in self.symbols.values() if st.spec.quote_asset == asset),
                      Fraction(0))
+            im = sum(self._asset_margins(acct, asset)[:2], Fraction(0))
+            avail = round_half_up(wb + up - im)      # margin balance less initial margin (cross)
             out.append({"accountAlias": "SimAcct", "asset": asset, "balance": fmt_money(wb),
                         "crossWalletBalance": fmt_money(wb), "crossUnPnl": fmt_money(up),
-                        "availableBalance": fmt_money(wb + round_half_up(up)), "maxWithdrawAmount": fmt_money(wb),
+                        "availableBalance": fmt_money(avail), "maxWithdrawAmount": fmt_money(max(0, min(wb, avail))),
                         "marginAvailable": True, "updateTime": t})
         return out
 
@@ -596,26 +638,39 @@ class SimExchange:
         bal = self.balances(acct)
         wb = sum(acct.balances.values())
         up = sum((self.unrealized(acct, st) for st in self.symbols.values()), Fraction(0))
-        assets = [{"asset": b["asset"], "walletBalance": b["balance"], "unrealizedProfit": b["crossUnPnl"],
-                   "marginBalance": fmt_money(acct.balances[b["asset"]] + round_half_up(up)),
-                   "maintMargin": "0", "initialMargin": "0", "positionInitialMargin": "0",
-                   "openOrderInitialMargin": "0", "crossWalletBalance": b["balance"], "crossUnPnl": b["crossUnPnl"],
-                   "availableBalance": b["availableBalance"], "maxWithdrawAmount": b["maxWithdrawAmount"],
-                   "marginAvailable": True, "updateTime": b["updateTime"]} for b in bal]
-        positions = [{"symbol": p["symbol"], "initialMargin": "0", "maintMargin": "0",
-                      "unrealizedProfit": p["unRealizedProfit"], "positionInitialMargin": "0",
-                      "openOrderInitialMargin": "0", "leverage": "20", "isolated": False,
-                      "entryPrice": p["entryPrice"], "breakEvenPrice": p["breakEvenPrice"], "maxNotional": "1000000",
-                      "positionSide": "BOTH", "positionAmt": p["positionAmt"], "notional": p["notional"],
-                      "isolatedWallet": "0", "updateTime": p["updateTime"]}
-                     for p in self.position_risk(acct, None)]
+        assets = []
+        for b in bal:
+            a = b["asset"]
+            pim, oim, mm = self._asset_margins(acct, a)
+            a_up = sum((self.unrealized(acct, st) for st in self.symbols.values() if st.spec.quote_asset == a),
+                       Fraction(0))
+            assets.append({"asset": a, "walletBalance": b["balance"], "unrealizedProfit": b["crossUnPnl"],
+                           "marginBalance": fmt_money(acct.balances[a] + round_half_up(a_up)),
+                           "maintMargin": fmt_money(mm), "initialMargin": fmt_money(pim + oim),
+                           "positionInitialMargin": fmt_money(pim), "openOrderInitialMargin": fmt_money(oim),
+                           "crossWalletBalance": b["balance"], "crossUnPnl": b["crossUnPnl"],
+                           "availableBalance": b["availableBalance"], "maxWithdrawAmount": b["maxWithdrawAmount"],
+                           "marginAvailable": True, "updateTime": b["updateTime"]})
+        positions = []
+        tot_pim = tot_oim = tot_mm = Fraction(0)
+        for p in self.position_risk(acct, None):
+            pim, oim, mm = self.margins(acct, self.symbols[p["symbol"]])
+            tot_pim, tot_oim, tot_mm = tot_pim + pim, tot_oim + oim, tot_mm + mm
+            positions.append({"symbol": p["symbol"], "initialMargin": fmt_money(pim + oim), "maintMargin": fmt_money(mm),
+                              "unrealizedProfit": p["unRealizedProfit"], "positionInitialMargin": fmt_money(pim),
+                              "openOrderInitialMargin": fmt_money(oim), "leverage": p["leverage"], "isolated": False,
+                              "entryPrice": p["entryPrice"], "breakEvenPrice": p["breakEvenPrice"],
+                              "maxNotional": "1000000", "positionSide": "BOTH", "positionAmt": p["positionAmt"],
+                              "notional": p["notional"], "isolatedWallet": "0", "updateTime": p["updateTime"]})
+        avail = round_half_up(wb + up - tot_pim - tot_oim)
         return {"feeTier": 0, "feeBurn": False, "canTrade": True, "canDeposit": True, "canWithdraw": True,
                 "updateTime": 0, "multiAssetsMargin": False, "tradeGroupId": -1,
-                "totalInitialMargin": "0", "totalMaintMargin": "0", "totalWalletBalance": fmt_money(wb),
+                "totalInitialMargin": fmt_money(tot_pim + tot_oim), "totalMaintMargin": fmt_money(tot_mm),
+                "totalWalletBalance": fmt_money(wb),
                 "totalUnrealizedProfit": fmt_money(up), "totalMarginBalance": fmt_money(wb + round_half_up(up)),
-                "totalPositionInitialMargin": "0", "totalOpenOrderInitialMargin": "0",
+                "totalPositionInitialMargin": fmt_money(tot_pim), "totalOpenOrderInitialMargin": fmt_money(tot_oim),
                 "totalCrossWalletBalance": fmt_money(wb), "totalCrossUnPnl": fmt_money(up),
-                "availableBalance": fmt_money(wb + round_half_up(up)), "maxWithdrawAmount": fmt_money(wb),
+                "availableBalance": fmt_money(avail), "maxWithdrawAmount": fmt_money(max(0, min(wb, avail))),
                 "assets": assets, "positions": positions}
 
     def user_trades(self, acct: Account, params: dict) -> list[dict]:
