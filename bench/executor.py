@@ -8,13 +8,21 @@
     change is seen (as the process loop stamps ``seen_mono``), then seqlock read,
     ``ExecutionSession.on_targets`` (plan/diff, control-row limits, state machine, ORDER_EVENT
     into a real ``orders`` gated ring, rate budget, breaker, HMAC signing, JSON) and the
-    WebSocket write; it stops when ``websockets``' ``send`` has handed the frame to the
-    socket (``sent_mono`` of the WS API client). Each change moves one resting bid, so every
-    sample is one ``order.modify``. Peers in the same run: the same change over REST
-    (``PUT /fapi/v1/order``; clock stops when aiohttp has written the request headers) and
-    cancel+new over the WebSocket API (the new order's latency). A ``breakdown`` times the
-    pure-Python parts alone (plan, ORDER_EVENT + ring publish, signing + JSON) to show
-    where the time goes. Round trips are sequential (one change in flight at a time).
+    WebSocket write; it stops when the frame has been written to the socket (``sent_mono``
+    of the WS API client: after ``send()`` returned). Each change moves one resting bid, so
+    every sample is one ``order.modify``. ``socket_write`` is the time inside that write
+    (the kernel's share: on loopback it includes TCP delivery to the local venue and waking
+    it) and ``before_socket_write_p50_ns`` our code's share. Runs: ``ws_amend`` against a
+    venue sleeping in epoll (the default) and ``ws_amend_busy_poll_venue`` against one that
+    busy-polls (``mmshm venue --busy-poll``: a remote venue never has to be woken by our
+    send). Peers in the same run: the same change over REST (``PUT /fapi/v1/order``; clock
+    stops when aiohttp has written the request headers), cancel+new over the WebSocket API
+    (the new order's latency), and ``raw_socket_send_peer``: a bare ``send()`` of an
+    order-sized frame after 0.5 ms of idling, to a receiver sleeping or busy-polling on the
+    other core (the floor this machine puts under any "written to the socket" figure). A
+    ``breakdown`` times the parts alone in a tight loop (plan in C against the Python
+    plan it replaced, ORDER_EVENT + ring publish, signing + JSON). Round trips are
+    sequential (one change in flight at a time).
 
 (b) ``replay``: the BTCUSDT capture through the real feed path (Cython parser + book ->
     BOOK_ROW), the production quoter (native, 3 levels a side, ``fixed`` model) turning
@@ -58,13 +66,14 @@ def pct(ns) -> dict:
 
 # ----------------------------------------------------------------------------- (a) latency
 
-def start_venue(cpu: int | None = None) -> tuple[subprocess.Popen, int]:
+def start_venue(cpu: int | None = None, busy_poll: bool = False) -> tuple[subprocess.Popen, int]:
     """``mmshm venue`` with limits high enough for thousands of back-to-back amends, pinned
     to ``cpu`` (another core than ours: a venue woken on our core by our write preempts
     us inside the send syscall, and its work would be counted as ours)."""
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     p = subprocess.Popen([sys.executable, "-m", "mmshm", "venue", "--port", "0", "--market", "none",
-                          "--weight-limit", "10000000", "--orders-10s", "10000000", "--orders-1m", "10000000"],
+                          "--weight-limit", "10000000", "--orders-10s", "10000000", "--orders-1m", "10000000"]
+                         + (["--busy-poll"] if busy_poll else []),
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=pin)
     line = p.stdout.readline()
     if not line:
@@ -128,10 +137,12 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
             await s.on_targets(got, Mode.NORMAL, seen, ctl)
             if k == 19:
                 s.latency_ns.clear()
+                t.ws.write_ns.clear()
         cpu = time.thread_time_ns() - cpu0
         if prof is not None:
             prof.disable()
         lat = list(s.latency_ns)
+        writes = list(t.ws.write_ns) if prefer_ws else []
         c = dict(s.counters)
     finally:
         await s.stop(cancel=True)
@@ -139,6 +150,10 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
             seg.unlink()
             seg.close()
     out = pct(lat)
+    if writes:
+        # the kernel's share: inside the socket write (loopback TCP delivery to the venue)
+        out["socket_write"] = pct(writes)
+        out["before_socket_write_p50_ns"] = float(np.percentile(np.asarray(lat) - np.asarray(writes[-len(lat):]), 50))
     # our thread's CPU per target change over the whole round trip (send, answer, user-data
     # events): robust to other load on a shared machine, unlike the wall-clock figures
     out["cpu_per_change_ns"] = cpu / max(1, n)
@@ -196,6 +211,13 @@ def breakdown(n: int) -> dict:
             lat[i] = clock() - t0
         res["plan_diff_limits"] = pct(lat)
         for i in range(n):
+            row["bid_px"][0] = 490_001 + (i % 2)
+            t0 = clock()
+            s.plan_py(row, Mode.NORMAL, ctl)
+            lat[i] = clock() - t0
+        res["plan_diff_limits_python_peer"] = pct(lat)
+        res["plan_speedup_over_python"] = res["plan_diff_limits_python_peer"]["p50_ns"] / res["plan_diff_limits"]["p50_ns"]
+        for i in range(n):
             t0 = clock()
             out = w.amend_sent("x1", 490_001 + (i % 2), 10)
             for rec in out.records:
@@ -215,6 +237,47 @@ def breakdown(n: int) -> dict:
             seg.unlink()
             seg.close()
     return res
+
+
+def raw_send_peer(n: int, busy_peer: bool, cpu: int | None, peer_cpu: int | None) -> dict:
+    """What one ``send()`` of an order-sized frame costs on this machine when the process
+    has done other work since its last send (as the executor has: a round trip per change):
+    loopback TCP, the receiver on the other core sleeping in ``recv`` or busy-polling.
+    Nothing of ours runs: this is the floor under "request written to the socket"."""
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    pid = os.fork()
+    if pid == 0:                                 # the receiver
+        try:
+            if peer_cpu is not None:
+                os.sched_setaffinity(0, {peer_cpu})
+            conn, _ = srv.accept()
+            conn.setblocking(not busy_peer)
+            while True:
+                try:
+                    if not conn.recv(65536):
+                        break
+                except BlockingIOError:
+                    continue
+        finally:
+            os._exit(0)
+    try:
+        c = socket.create_connection(srv.getsockname())
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        frame = b"x" * 420
+        lat = np.zeros(n, np.int64)
+        for i in range(n):
+            time.sleep(0.0005)                   # a round trip's worth of other work
+            t0 = time.monotonic_ns()
+            c.send(frame)
+            lat[i] = time.monotonic_ns() - t0
+        c.close()
+    finally:
+        os.waitpid(pid, 0)
+        srv.close()
+    return pct(lat)
 
 
 # ----------------------------------------------------------------------------- (b) replay
@@ -325,9 +388,9 @@ def main(argv=None) -> int:
                     "cpu": my_cpu, "venue_cpu": venue_cpu, "loadavg_1m": os.getloadavg()[0]}
     instance = f"xb{os.getpid()}{uuid.uuid4().hex[:6]}"
 
-    def on_fresh_venue(**kw) -> dict:
+    def on_fresh_venue(busy_poll: bool = False, **kw) -> dict:
         # a fresh venue per run: each run starts with empty venue-side rate windows
-        venue, port = start_venue(venue_cpu)
+        venue, port = start_venue(venue_cpu, busy_poll)
         try:
             return uvloop.run(latency_run(port, instance, **kw))
         finally:
@@ -340,6 +403,7 @@ def main(argv=None) -> int:
     short = max(50, n // 4)
     result["latency"] = {
         "ws_amend": on_fresh_venue(n=n, prefer_ws=True, prefer_amend=True),
+        "ws_amend_busy_poll_venue": on_fresh_venue(busy_poll=True, n=n, prefer_ws=True, prefer_amend=True),
         "rest_amend": on_fresh_venue(n=short, prefer_ws=False, prefer_amend=True),
         "ws_cancel_new": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=False),
     }
@@ -347,6 +411,10 @@ def main(argv=None) -> int:
     lat = result["latency"]
     result["latency"]["ratio_rest_over_ws_p50"] = lat["rest_amend"]["p50_ns"] / lat["ws_amend"]["p50_ns"]
     result["latency"]["goal_met"] = lat["ws_amend"]["p50_ns"] <= GOAL_P50_NS
+    result["raw_socket_send_peer"] = {
+        "receiver_sleeping": raw_send_peer(short, False, my_cpu, venue_cpu),
+        "receiver_busy_polling": raw_send_peer(short, True, my_cpu, venue_cpu),
+    }
     result["breakdown"] = breakdown(2_000 if args.quick else 20_000)
 
     books, targets, info = replay_targets(Path(args.capture), frames)

@@ -25,6 +25,8 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from mmshm._native.ratebudget import acquire as _native_acquire
+
 N_BUCKETS = 4
 B_WEIGHT_1M, B_ORDERS_10S, B_ORDERS_1M, B_ORDERS_1D = range(N_BUCKETS)
 BUCKET_NAMES = ("weight_1m", "orders_10s", "orders_1m", "orders_1d")
@@ -108,6 +110,7 @@ _W_REFUSED = RATE_STATE.fields["refused"][1] // 8
 _W_429 = RATE_STATE.fields["n_429"][1] // 8
 _W_418 = RATE_STATE.fields["n_418"][1] // 8
 _W_MARGIN = RATE_STATE.fields["margin_ppm"][1] // 8
+_WORD_OFFSETS = (_W_VERSION, _W_INTERVAL, _W_LIMIT, _W_USED, _W_WINDOW, _W_BLOCKED, _W_REFUSED, _W_MARGIN)
 
 
 class RateBudget:
@@ -126,6 +129,7 @@ class RateBudget:
             raise TypeError("state must be a single RATE_STATE record")
         self.s = state.reshape(())
         self.w = memoryview(state.reshape(1).view(np.uint8)).cast("q")
+        self.words = state.reshape(1).view(np.int64)        # the same words, for the native debit
         self._clock = clock
         if not hasattr(self, "_lock"):
             self._lock = contextlib.nullcontext
@@ -202,7 +206,18 @@ class RateBudget:
             return self._wait(cost, self._clock())
 
     def acquire(self, cost: Cost) -> None:
-        """Debit ``cost`` or raise :class:`RateLimited` (then nothing may be sent)."""
+        """Debit ``cost`` or raise :class:`RateLimited` (then nothing may be sent).
+
+        Runs in C (``mmshm._native.ratebudget``; every order request passes here);
+        :meth:`_acquire_py` is the same in Python, the reference the tests compare with.
+        """
+        with self._lock():
+            wait = _native_acquire(self.words, cost.weight, cost.orders, self._clock(), *_WORD_OFFSETS)
+        if wait:
+            raise RateLimited(f"rate budget refuses weight={cost.weight} orders={cost.orders}", wait)
+
+    def _acquire_py(self, cost: Cost) -> None:
+        """:meth:`acquire` in Python (the reference for the native debit)."""
         with self._lock():
             w = self.w
             wait = self._wait(cost, self._clock())
@@ -341,7 +356,7 @@ class SharedRateBudget(RateBudget):
 
     def close(self) -> None:
         self.w.release()
-        self.s = None  # type: ignore[assignment]
+        self.s = self.words = None  # type: ignore[assignment]
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -112,7 +112,9 @@ def ws_signed_params(creds: Signer, params: Mapping[str, object], timestamp_ms: 
     out["timestamp"] = timestamp_ms
     if recv_window_ms is not None:
         out["recvWindow"] = recv_window_ms
-    payload = "&".join(f"{k}={_fmt(out[k])}" for k in sorted(out))
+    # (a list, not a generator, and bools inline: this runs for every order request)
+    payload = "&".join([f"{k}={'true' if v is True else 'false' if v is False else v}"
+                        for k, v in sorted(out.items())])
     out["signature"] = creds.sign(payload)
     return out
 

@@ -824,6 +824,9 @@ class BinanceWsApi:
         self.connects = 0
         self.down_since_mono = 0
         self.reconnect_ns: deque[int] = deque(maxlen=1000)   # down → up again, per reconnect
+        #: time inside the socket write of each request (the kernel's share of "target seen
+        #: → request on the socket"; on loopback it includes delivery to the local venue)
+        self.write_ns: deque[int] = deque(maxlen=10_000)
         self.counters = {"requests": 0, "errors": 0, "orphan_answers": 0, "disconnects": 0}
 
     @property
@@ -904,6 +907,7 @@ class BinanceWsApi:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self.counters["requests"] += 1
+        write_mono = time.monotonic_ns()
         try:
             if not _write_text_now(ws, frame):
                 await ws.send(frame.decode())
@@ -912,6 +916,7 @@ class BinanceWsApi:
             self.breaker.record_failure(Failure.TIMEOUT)
             raise NotSent(0, f"send failed: {type(exc).__name__}") from None
         sent = time.monotonic_ns()
+        self.write_ns.append(sent - write_mono)
         try:
             if getattr(ws, "paused", False):  # the transport's buffer is over its high-water mark
                 await ws.drain()

@@ -1,0 +1,60 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The rate budget's debit in C: :meth:`mmshm.execution.ratelimit.RateBudget.acquire`'s body.
+
+Every order request passes here before it is sent; in Python the checks over four buckets
+took ~3.5 us (memoryview word reads, method calls), here ~0.1 us. The caller holds the
+budget's lock (the flock of the shared segment), exactly as around the Python version;
+the word layout is RATE_STATE's (int64 words, offsets passed in from ratelimit.py, so the
+layout is declared once). ``mmshm.execution.ratelimit.RateBudget._acquire_py`` keeps the
+same logic in Python; the tests hold the two to identical results and state.
+"""
+from libc.stdint cimport int64_t
+
+cdef enum:
+    N_BUCKETS = 4
+    B_WEIGHT = 0            # B_WEIGHT_1M: debited by weight, the others by order count
+
+
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
+    """Python's // for b > 0 (floor, also for negative a)."""
+    cdef int64_t q = a / b
+    if (a % b != 0) and (a < 0):
+        q -= 1
+    return q
+
+
+def acquire(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_version, int w_interval,
+            int w_limit, int w_used, int w_window, int w_blocked, int w_refused, int w_margin) -> int:
+    """Debit (weight, orders) from the buckets in ``w`` and return 0, or count a refusal and
+    return the ns to wait (blocked after a 429/418, or until the full bucket's window rolls)."""
+    cdef int b
+    cdef int64_t ival, win, need, lim, cap, wait = 0
+    with nogil:
+        if now < w[w_blocked]:
+            wait = w[w_blocked] - now
+        else:
+            for b in range(N_BUCKETS):                  # roll windows that have ended
+                ival = w[w_interval + b]
+                if ival:
+                    win = _floordiv(now, ival)
+                    if win != w[w_window + b]:
+                        w[w_window + b] = win
+                        w[w_used + b] = 0
+            for b in range(N_BUCKETS):
+                ival = w[w_interval + b]
+                if not ival:
+                    continue
+                need = weight if b == B_WEIGHT else orders
+                lim = w[w_limit + b]
+                cap = lim - _floordiv(lim * w[w_margin], 1_000_000)
+                if need > 0 and w[w_used + b] + need > cap:
+                    wait = (w[w_window + b] + 1) * ival - now
+                    break
+        if wait:
+            w[w_refused] += 1
+        else:
+            for b in range(N_BUCKETS):
+                if w[w_interval + b]:
+                    w[w_used + b] += weight if b == B_WEIGHT else orders
+        w[w_version] += 2
+    return wait
