@@ -76,7 +76,7 @@ def test_first_venue_equity_rebases_without_fake_drawdown(wallet: int) -> None:
     mark(eng, 990)                                    # own unrealized -10 on the configured 10 000
     eng.evaluate()
     dd_before, daily_before = eng.metrics.drawdown, eng.metrics.daily_loss
-    assert dd_before == pytest.approx(10 / 10_000)
+    assert dd_before == pytest.approx(10 / 10_000) and daily_before == pytest.approx(10 / 10_000)
     clock.advance(1)
     assert eng.on_account_row(rows(wallet))
     eng.evaluate()
