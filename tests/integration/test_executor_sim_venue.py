@@ -7,16 +7,16 @@ import json
 import sys
 import urllib.request
 
-import numpy as np
 import pytest
 
 from mmshm.execution.client_ids import ClientIdGenerator
 from mmshm.execution.session import ExecutionSession, SessionConfig
 from mmshm.instruments import InstrumentTable
-from mmshm.records import FEE_SCALE, TARGET_ROW, Mode, OrderEventKind as K, OrderStatus as S, Side
+from mmshm.records import FEE_SCALE, OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.auth import Signer
 from mmshm.venues.binance_usdm.trading import (BinanceTrading, InstrumentIndex, OrderRequest, PostOnlyReject,
                                                UserStream, local_endpoints)
+from rows import target_row
 
 KEY, SECRET = "mmshm-sim-key", "mmshm-sim-secret"
 
@@ -66,14 +66,7 @@ def book(port, bid="50000.0", ask="50010.0", qty="1"):
 
 
 def target(md_seq=1, bids=(), asks=(), pull=False):
-    r = np.zeros(1, TARGET_ROW)[0]
-    r["md_seq"], r["flags"] = md_seq, int(pull)
-    r["n_bids"], r["n_asks"] = len(bids), len(asks)
-    for i, (p, q) in enumerate(bids):
-        r["bid_px"][i], r["bid_qty"][i] = p, q
-    for i, (p, q) in enumerate(asks):
-        r["ask_px"][i], r["ask_qty"][i] = p, q
-    return r
+    return target_row(bids, asks, flags=int(pull), md_seq=md_seq)
 
 
 async def instruments(port) -> InstrumentIndex:

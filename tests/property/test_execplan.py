@@ -18,6 +18,7 @@ from mmshm.execution.session import ExecutionSession, SessionConfig
 from mmshm.instruments import InstrumentSpec
 from mmshm.records import CONTROL_ROW, TARGET_ROW, Mode, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import InstrumentIndex
+from rows import target_row
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,17 +60,8 @@ def add_orders(s: ExecutionSession, specs: list[dict]) -> None:
             s._flatten_ids.add(cid)
 
 
-def target_row(bids, asks, pull: bool, md_seq: int) -> np.void:
-    r = np.zeros(1, TARGET_ROW)[0]
-    r["instrument"] = 0
-    r["md_seq"] = md_seq
-    r["flags"] = 1 if pull else 0
-    r["n_bids"], r["n_asks"] = len(bids), len(asks)
-    for i, (p, q) in enumerate(bids):
-        r["bid_px"][i], r["bid_qty"][i] = p, q
-    for i, (p, q) in enumerate(asks):
-        r["ask_px"][i], r["ask_qty"][i] = p, q
-    return r
+def target(bids, asks, pull: bool, md_seq: int) -> np.void:
+    return target_row(bids, asks, flags=int(pull), md_seq=md_seq)
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -90,7 +82,7 @@ def test_native_plan_equals_python_plan(orders, bids, asks, pull, mode, position
     if limits is not None:
         control = np.zeros(1, CONTROL_ROW)[0]
         control["max_order_qty"], control["max_position"] = limits
-    row = target_row(bids, asks, pull, md_seq)
+    row = target(bids, asks, pull, md_seq)
     native = s.plan(row, mode, control)
     ref = s.plan_py(row, mode, control)
     assert native.cancels == ref.cancels
@@ -104,14 +96,14 @@ def test_bad_rows_are_refused_with_a_clear_error():
     with pytest.raises(TypeError, match="TARGET_ROW"):
         s.plan(np.zeros(1, CONTROL_ROW)[0])
     with pytest.raises(TypeError, match="CONTROL_ROW"):
-        s.plan(target_row([(1000, 1)], [], False, 1), Mode.NORMAL, np.zeros(1, TARGET_ROW)[0])
+        s.plan(target([(1000, 1)], [], False, 1), Mode.NORMAL, np.zeros(1, TARGET_ROW)[0])
 
 
 def test_more_orders_than_the_native_planner_holds_falls_back_to_python():
     s = session(SessionConfig(deadman=False))
     add_orders(s, [{"side": Side.BUY, "price": 900 + i, "qty": 1, "filled": 0, "status": S.NEW, "amend": None,
                     "flatten": False, "instrument": 0} for i in range(130)])
-    acts = s.plan(target_row([(1000, 1)], [], False, 7))
+    acts = s.plan(target([(1000, 1)], [], False, 7))
     assert s.counters["plan_fallbacks"] == 1
-    assert acts == s.plan_py(target_row([(1000, 1)], [], False, 7))
+    assert acts == s.plan_py(target([(1000, 1)], [], False, 7))
     assert not acts.amends and len(acts.cancels) == 129    # the order at 1000 already is the target

@@ -4,20 +4,12 @@ import numpy as np
 
 from mmshm.execution.diff import MAX_BATCH, TARGET_FLAG_PULL, Amend, diff, request_count
 from mmshm.execution.orders import Order
-from mmshm.records import TARGET_ROW, OrderStatus as S, Side
+from mmshm.records import OrderStatus as S, Side
+from rows import target_row
 
 
 def row(bids=(), asks=(), flags=0, md_seq=9, inst=0):
-    r = np.zeros(1, TARGET_ROW)[0]
-    r["instrument"] = inst
-    r["md_seq"] = md_seq
-    r["flags"] = flags
-    r["n_bids"], r["n_asks"] = len(bids), len(asks)
-    for i, (p, q) in enumerate(bids):
-        r["bid_px"][i], r["bid_qty"][i] = p, q
-    for i, (p, q) in enumerate(asks):
-        r["ask_px"][i], r["ask_qty"][i] = p, q
-    return r
+    return target_row(bids, asks, flags=flags, md_seq=md_seq, instrument=inst)
 
 
 def order(cid, side, px, qty, status=S.NEW, filled=0, inst=0):

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-
 from mmshm.execution.client_ids import ClientIdGenerator
 from mmshm.execution.diff import diff, level_tolerance, row_mid2
 from mmshm.execution.orders import Order
 from mmshm.execution.session import ExecutionSession, SessionConfig
 from mmshm.instruments import InstrumentSpec
-from mmshm.records import TARGET_ROW, OrderStatus as S, Side
+from mmshm.records import OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import ExchangeEnv, InstrumentIndex
+from rows import target_row
 
 MID = 600_000          # 60000.0 at tick 0.1: 1 bp = 60 ticks
 
 
 def row(bids=(), asks=(), flags=0, inst=0):
-    r = np.zeros(1, TARGET_ROW)[0]
-    r["instrument"], r["flags"], r["md_seq"] = inst, flags, 7
-    r["n_bids"], r["n_asks"] = len(bids), len(asks)
-    for i, (p, q) in enumerate(bids):
-        r["bid_px"][i], r["bid_qty"][i] = p, q
-    for i, (p, q) in enumerate(asks):
-        r["ask_px"][i], r["ask_qty"][i] = p, q
-    return r
+    return target_row(bids, asks, flags=flags, md_seq=7, instrument=inst)
 
 
 def order(cid, side, px, qty=1):
