@@ -17,6 +17,7 @@ the test holds and releases. That makes "in flight" exact and observable:
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from types import SimpleNamespace
 
@@ -396,3 +397,47 @@ def test_an_apply_that_raises_is_counted_and_the_next_row_still_goes_out(rig, mo
         assert svc.apply_errors == 1 and not svc.flags.stop
 
     asyncio.run(rig.run(scenario))
+
+
+@pytest.mark.timeout(60)
+def test_executor_process_sends_the_newest_row_right_after_a_slow_answer(spawn, instance, tmp_path):
+    """The real process against the real simulated venue (every answer delayed 300 ms): rows
+    written while a request is unanswered are coalesced, the newest goes out as an amend
+    right after the answer, the ones in between never; the loop meanwhile keeps reading."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+    from executor_harness import Rig as ProcRig, wait_for
+
+    rig = ProcRig(spawn, instance, tmp_path)
+    try:
+        rig.depth()
+        rig.start_executor()
+        rig.faults({"latency_ms": 300})
+        px = [rig.ticks(p) for p in ("49990.0", "49991.0", "49992.0", "49993.0")]
+        rig.target(bids=[(px[0], rig.lots("0.010"))])
+        wait_for(lambda: rig.ring_events(K.NEW_SENT), 10, "place sent", [rig.executor])
+        for p in px[1:]:                                # all while the place is unanswered
+            rig.target(bids=[(p, rig.lots("0.010"))])
+            time.sleep(0.02)
+        wait_for(lambda: [float(o["price"]) for o in rig.open_orders()] == [49993.0], 15,
+                 "the newest row resting", [rig.executor])
+        time.sleep(0.4)                                 # nothing else is on its way
+        sent = [(int(e["kind"]), int(e["price"])) for e in rig.ring_events()
+                if int(e["kind"]) in (K.NEW_SENT, K.AMEND_SENT)]
+        assert sent == [(K.NEW_SENT, px[0]), (K.AMEND_SENT, px[3])]
+        kinds = [int(e["kind"]) for e in rig.ring_events()]
+        assert kinds.index(K.ACK) < kinds.index(K.AMEND_SENT)   # after the place's answer
+        rig.clear_faults()
+        rig.executor.send_signal(signal.SIGTERM)
+        assert rig.executor.wait(timeout=15) == 0
+        assert rig.open_orders() == []
+        import json
+        summary = [json.loads(line) for line in rig.executor_log().splitlines() if '"executor summary"' in line]
+        applies = summary[-1]["applies"]
+        # rows that waited minus rows overwritten while waiting = rows applied as follow-ups
+        assert applies["coalesced"] >= 1 and applies["coalesced"] - applies["replaced"] == 1, applies
+        assert applies["errors"] == 0 and applies["cancelled"] == 0, applies
+    finally:
+        rig.close()
