@@ -112,8 +112,11 @@ class ServiceOptions:
     busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
     watch: bool = True                  # idle waits on a RowWatcher (park idle.hot_max_park_ns);
                                         # False: back off with asyncio sleeps (ms timer granularity)
-    halt_drain_s: float = 1.0           # longest wait for in-flight applies before a halt's or the
-                                        # stop's cancel-all; still running then: cancelled
+    halt_drain_s: float = 0.5           # longest wait for in-flight applies before a halt's or the
+                                        # stop's cancel-all; still running then: cancelled. An answer
+                                        # takes ms; a venue that has not answered in 0.5 s is stuck,
+                                        # and the halt must not wait for its timeout (the watchdog
+                                        # path promises a cancel-all within 1 s)
 
 
 class ExecutorService:
