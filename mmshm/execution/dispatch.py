@@ -170,7 +170,10 @@ class ApplyDispatcher(Generic[T]):
         running = {self._tasks[i]: i for i in insts if self.busy(i)}
         if not running:
             return rep
-        done, pending = await asyncio.wait(running, timeout=timeout_s) if timeout_s > 0 else (set(), set(running))
+        if timeout_s > 0:
+            done, pending = await asyncio.wait(list(running), timeout=timeout_s)
+        else:
+            done, pending = set(), set(running)
         rep.finished = sorted(running[t] for t in done)
         if pending:
             for t in pending:
