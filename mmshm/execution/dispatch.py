@@ -5,6 +5,9 @@ is 1-3 ms). Awaited inside the executor's loop, it kept the loop from even readi
 target row, and instruments waited for each other. Here every instrument gets at most one
 asyncio task that applies its target rows one after another; the loop only submits.
 
+- **No hop before the socket.** ``apply`` is called inline from :meth:`submit` (the
+  executor's session writes its frames there and then); only the wait for the answers
+  becomes a task. A row that waited behind a busy instrument is applied in that task.
 - **One per instrument, never two.** The diff is computed against the working orders; a
   second ``on_targets`` for the same instrument while the first awaits could plan against
   orders whose requests the first has not registered yet (``asyncio.gather`` starts its
@@ -34,9 +37,12 @@ log = logging.getLogger("mmshm.execution.dispatch")
 
 T = TypeVar("T")
 
-#: ``apply(instrument, item, follow_up)``: ``follow_up`` is True for a row that waited
-#: behind a previous apply of the same instrument (the caller re-checks its risk mode).
-ApplyFn = Callable[[int, T, bool], Awaitable[None]]
+#: ``apply(instrument, item, follow_up)``: called synchronously; it sends what it can at once
+#: and returns an awaitable of the rest (the answers), or None when nothing is in flight.
+#: An ``async def`` works too (then everything happens when the task awaits it).
+#: ``follow_up`` is True for a row that waited behind a previous apply of the same
+#: instrument (the caller re-checks its risk mode).
+ApplyFn = Callable[[int, T, bool], Awaitable[None] | None]
 
 
 @dataclass(slots=True)
@@ -64,6 +70,7 @@ class ApplyDispatcher(Generic[T]):
         self._apply = apply
         self.name = name
         self._tasks: list[asyncio.Task | None] = [None] * n_instruments
+        self._answers: list[Awaitable[None] | None] = [None] * n_instruments   # what each task awaits
         self._waiting: list[T | None] = [None] * n_instruments
         self._blocked: list[bool] = [False] * n_instruments
         self.counters = {"started": 0, "applied": 0, "coalesced": 0, "replaced": 0, "dropped": 0,
@@ -103,36 +110,56 @@ class ApplyDispatcher(Generic[T]):
             self._waiting[inst] = item
             self.counters["coalesced"] += 1
             return False
-        self._start(inst, item)
+        answers = self._call(inst, item, False)
+        if answers is not None:
+            self._start(inst, answers)
         return True
 
-    def _start(self, inst: int, item: T) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(inst, item), name=f"{self.name}-{inst}")
+    def _call(self, inst: int, item: T, follow_up: bool) -> Awaitable[None] | None:
+        """``apply`` itself (synchronous part); an exception is logged and counted."""
+        self.counters["applied"] += 1
+        try:
+            return self._apply(inst, item, follow_up)
+        except Exception:  # noqa: BLE001 - one bad apply must not stop the instrument's quoting
+            self._error(inst)
+            return None
+
+    def _error(self, inst: int) -> None:
+        self.counters["errors"] += 1
+        log.exception(f"{self.name} failed", extra={"instrument": inst, "errors": self.counters["errors"]})
+
+    def _start(self, inst: int, answers: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(inst, answers), name=f"{self.name}-{inst}")
         self._tasks[inst] = task
+        self._answers[inst] = answers
         self.counters["started"] += 1
         task.add_done_callback(lambda t, i=inst: self._done(i, t))
 
-    async def _run(self, inst: int, item: T | None) -> None:
-        """Apply ``item``, then whatever row arrived meanwhile, until none waits."""
-        follow_up = False
-        while item is not None:
-            self.counters["applied"] += 1
+    async def _run(self, inst: int, answers: Awaitable[None] | None) -> None:
+        """Await the answers, then apply whatever row arrived meanwhile, until none waits."""
+        while answers is not None:
+            self._answers[inst] = answers
             try:
-                await self._apply(inst, item, follow_up)
+                await answers
             except Exception:  # noqa: BLE001 - one bad apply must not stop the instrument's quoting
-                self.counters["errors"] += 1
-                log.exception(f"{self.name} failed", extra={"instrument": inst,
-                                                             "errors": self.counters["errors"]})
-            item = None if self._blocked[inst] else self._waiting[inst]
-            self._waiting[inst] = None
-            follow_up = True
+                self._error(inst)
+            answers = None
+            while answers is None:
+                item = None if self._blocked[inst] else self._waiting[inst]
+                self._waiting[inst] = None
+                if item is None:
+                    return
+                answers = self._call(inst, item, True)
 
     def _done(self, inst: int, task: asyncio.Task) -> None:
         """Done callback: free the slot; a row that arrived in a gap (a task cancelled before
-        it ever ran leaves its item waiting) is started here."""
+        it ever ran leaves its item waiting) is applied here."""
         if self._tasks[inst] is not task:
             return
         self._tasks[inst] = None
+        answers, self._answers[inst] = self._answers[inst], None
+        if hasattr(answers, "close"):
+            answers.close()                     # a coroutine the cancelled task never awaited
         if task.cancelled():
             self.counters["cancelled"] += 1
         elif task.exception() is not None:      # _run catches Exception; this is a BaseException
@@ -142,7 +169,9 @@ class ApplyDispatcher(Generic[T]):
         item = self._waiting[inst]
         if item is not None and not self._blocked[inst]:
             self._waiting[inst] = None
-            self._start(inst, item)
+            answers = self._call(inst, item, True)
+            if answers is not None:
+                self._start(inst, answers)
 
     # ------------------------------------------------------------------ halt
     def block(self, insts: Iterable[int]) -> int:

@@ -49,7 +49,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 import numpy as np
 
@@ -786,8 +786,10 @@ class ExecutorService:
             work += 1
         return work
 
-    async def _apply(self, i: int, item: tuple[np.void, Mode, int], follow_up: bool) -> None:
-        """The instrument's apply task (see :mod:`mmshm.execution.dispatch`): one target row.
+    def _apply(self, i: int, item: tuple[np.void, Mode, int], follow_up: bool) -> Awaitable[None] | None:
+        """One target row of instrument ``i`` (see :mod:`mmshm.execution.dispatch`): its
+        requests are written now (``session.send_targets``); the answers are returned to
+        be awaited in the instrument's task.
 
         A ``follow_up`` row waited behind the previous apply's answers, during which the
         loop may not have looked at the control block: it is re-read here, and a halt (or a
@@ -801,20 +803,21 @@ class ExecutorService:
             now_mode = self.instrument_mode(i)
             if now_mode >= Mode.HALT or self.flags.stop or self.flags.halt:
                 self._target_version[i] = -1
-                return
+                return None
             if not self.ring_has_room():
                 self.deferred += 1
                 self._target_version[i] = -1
-                return
+                return None
             mode = max(mode, now_mode)       # the stricter of the row's mode and the current one
-        token = _APPLYING.set((seen, int(row["quote_mono"]), int(row["md_publish_mono"])))
         try:
-            await self.session.on_targets(row, mode=mode, seen_mono=seen, control=self._ctl_rows[1 + i])
+            _, answers = self.session.send_targets(row, mode=mode, seen_mono=seen, control=self._ctl_rows[1 + i])
         except ValueError as exc:            # a target the state machine refuses: counted drop
             self.drops += 1
             log.error("target row dropped", extra={"instrument": i, "error": str(exc)})
-        finally:
-            _APPLYING.reset(token)
+            return None
+        if answers is None:
+            return None
+        return _RowAnswers(answers, (seen, int(row["quote_mono"]), int(row["md_publish_mono"])))
 
     async def _drain(self, insts: list[int]) -> DrainReport:
         """Before a halt's cancel-all (or the stop's): the instruments' applies end first.
@@ -900,6 +903,27 @@ class ExecutorService:
 #: applying; read by :meth:`ExecutorService._on_send_latency` (each task has its own context).
 _APPLYING: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar(
     "mmshm_executor_applying", default=None)
+
+
+class _RowAnswers:
+    """The answers of one target row's requests, awaitable; awaiting them puts the row's
+    stage stamps in the awaiting task's context, where the seen→send samples (recorded as
+    the answers come in) read them. ``close`` closes what was never awaited."""
+
+    __slots__ = ("answers", "stamps")
+
+    def __init__(self, answers: Awaitable[None], stamps: tuple[int, int, int]) -> None:
+        self.answers = answers
+        self.stamps = stamps
+
+    def __await__(self):
+        _APPLYING.set(self.stamps)
+        return self.answers.__await__()
+
+    def close(self) -> None:
+        close = getattr(self.answers, "close", None)
+        if close is not None:
+            close()
 
 
 class _SendLatency(deque):

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
@@ -96,7 +96,6 @@ class ExecutionSession:
         self.deadman: DeadManSwitch | None = None
         self._tasks: list[asyncio.Task] = []
         self._need_reconcile = False
-        self._busy: set[str] = set()           # client ids with a request in flight
         self._flatten_ids: set[str] = set()    # FLATTEN's reduce-only market orders (never quoted/diffed)
         self.latency_ns: deque[int] = deque(maxlen=self.cfg.latency_samples)  # target seen → socket
         self.venue_positions: dict[int, int] = {}
@@ -251,31 +250,48 @@ class ExecutionSession:
     async def on_targets(self, row: np.void, mode: Mode = Mode.NORMAL, seen_mono: int = 0,
                          control: np.void | None = None) -> Actions:
         """Bring the instrument's orders to ``row`` within ``mode`` and the ``control`` row's
-        limits (see :meth:`plan`); returns the actions taken."""
+        limits (see :meth:`plan`); returns the actions taken, once every answer is in."""
+        acts, answers = self.send_targets(row, mode, seen_mono, control)
+        if answers is not None:
+            await answers
+        return acts
+
+    def send_targets(self, row: np.void, mode: Mode = Mode.NORMAL, seen_mono: int = 0,
+                     control: np.void | None = None) -> tuple[Actions, Awaitable[None] | None]:
+        """:meth:`on_targets` up to the socket: plan, register every order change in the
+        state machine (its ORDER_EVENT published first), and write every WebSocket API
+        request now, back to back (cancels, then amends, then places); returns the actions
+        and an awaitable that takes in the answers (None when nothing was sent).
+
+        Why split: nothing that is not this change runs between "target seen" and the last
+        frame on the socket (no event-loop turn per request), and the working orders show
+        every change before this returns, so the next plan can never miss one. Requests
+        that cannot be written now (REST while the WebSocket session is down) start when
+        the awaitable is awaited. The awaitable must be awaited (or closed).
+        """
         seen_mono = seen_mono or time.monotonic_ns()
         acts = self.plan(row, mode, control)
         if not acts:
-            return acts
+            return acts, None
         if self.cfg.requote_rate > 0 and mode < Mode.HALT and (acts.places or acts.amends):
             self._within_requote_budget(int(row["instrument"]), acts, seen_mono)
             if not acts:
-                return acts
+                return acts, None
         if self.trading is None:
             self.counters["would_send"] += acts.n_orders
-            return acts
+            return acts, None
         reduce_only = mode == Mode.REDUCE_ONLY
-        jobs = [self._cancel(c) for c in acts.cancels]
-        jobs += [self._amend(a, seen_mono) for a in acts.amends]
+        jobs = [self._cancel_now(c) for c in acts.cancels]
+        jobs += [self._amend_now(a, seen_mono) for a in acts.amends]
         if self.trading.ws.connected or len(acts.places) <= 1:
-            jobs += [self._place(p, seen_mono, reduce_only) for p in acts.places]
+            jobs += [self._place_now(p, seen_mono, reduce_only) for p in acts.places]
         else:
             for i in range(0, len(acts.places), 5):
                 jobs.append(self._place_batch(acts.places[i:i + 5], seen_mono, reduce_only))
-        if len(jobs) == 1:
-            await jobs[0]            # the common case: no task creation on the hot path
-        else:
-            await asyncio.gather(*jobs)
-        return acts
+        jobs = [j for j in jobs if j is not None]
+        if not jobs:
+            return acts, None
+        return acts, (jobs[0] if len(jobs) == 1 else _all_answers(jobs))
 
     def _within_requote_budget(self, inst: int, acts: Actions, now_mono: int) -> None:
         """Per-instrument token bucket on places + amends (cancels always go: they only
@@ -349,13 +365,10 @@ class ExecutionSession:
         self.counters["places"] += 1
         req = OrderRequest(self._symbol(instrument), side, 0, qty, cid, post_only=False, reduce_only=True,
                            market=True)
-        self._busy.add(cid)
         try:
             res: VenueOrder | BaseException = await self.trading.place(req)
         except BinanceError as exc:
             res = exc
-        finally:
-            self._busy.discard(cid)
         self._on_new_result(req, res, 0)
         log.warning("flatten order sent", extra={"instrument": instrument, "side": side.name, "qty": qty,
                                                  "position": pos, "client_id": cid})
@@ -395,21 +408,31 @@ class ExecutionSession:
         else:
             raise res
 
-    async def _place(self, p: Place, seen_mono: int, reduce_only: bool) -> None:
+    def _place_now(self, p: Place, seen_mono: int, reduce_only: bool) -> Awaitable[None] | None:
+        """Register and send one new order; the answer's handling, or None if nothing was sent."""
         req = self._new_order(p, reduce_only)
         self.counters["places"] += 1
-        self._busy.add(req.client_id)
         try:
-            res: VenueOrder | BaseException = await self.trading.place(req)
+            answer = self.trading.place_now(req)
+        except BinanceError as exc:
+            self._on_new_result(req, exc, seen_mono)
+            return None
+        return self._place_answer(req, answer, seen_mono)
+
+    async def _place_answer(self, req: OrderRequest, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
+        try:
+            res: VenueOrder | BaseException = await answer
         except BinanceError as exc:
             res = exc
-        finally:
-            self._busy.discard(req.client_id)
         self._on_new_result(req, res, seen_mono)
 
-    async def _place_batch(self, places: list[Place], seen_mono: int, reduce_only: bool) -> None:
+    def _place_batch(self, places: list[Place], seen_mono: int, reduce_only: bool) -> Awaitable[None]:
+        """Register now; send as one REST batch when awaited (the WebSocket API has no batch)."""
         reqs = [self._new_order(p, reduce_only) for p in places]
         self.counters["places"] += len(reqs)
+        return self._place_batch_answers(reqs, seen_mono)
+
+    async def _place_batch_answers(self, reqs: list[OrderRequest], seen_mono: int) -> None:
         try:
             results: list = await self.trading.place_batch(reqs)
         except BinanceError as exc:
@@ -417,50 +440,74 @@ class ExecutionSession:
         for req, res in zip(reqs, results):
             self._on_new_result(req, res, seen_mono)
 
-    async def _amend(self, a: Amend, seen_mono: int) -> None:
+    def _amend_now(self, a: Amend, seen_mono: int) -> Awaitable[None] | None:
+        """Register and send one amend; the answer's handling, or None if nothing was sent."""
         o = self.working.get(a.client_id)
         if o is None:
-            return
+            return None
         sent = self.working.amend_sent(a.client_id, a.price, a.qty)
         for rec in sent.records:
             rec["md_seq"] = a.md_seq     # the new price's market data (the journal attributes amends by it)
         self._emit(sent.records)
         self.counters["amends"] += 1
-        self._busy.add(a.client_id)
         try:
-            res = await self.trading.modify(self._symbol(a.instrument), a.client_id, a.side, a.price, a.qty)
+            answer = self.trading.modify_now(self._symbol(a.instrument), a.client_id, a.side, a.price, a.qty)
+        except BinanceError as exc:
+            self._amend_failed(a, exc)
+            return None
+        return self._amend_answer(a, answer, seen_mono)
+
+    async def _amend_answer(self, a: Amend, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
+        try:
+            res = await answer
+        except UnknownStatus:
+            self.counters["unknown_status"] += 1
+        except BinanceError as exc:
+            self._amend_failed(a, exc)
+        else:
             self.working.set_sent_mono(a.client_id, res.sent_mono)
             self._latency(seen_mono, res.sent_mono)
             self._emit(self.working.apply(res.to_event(K.AMENDED)).records)
-        except UnknownStatus:
-            self.counters["unknown_status"] += 1
-        except BinanceError as exc:
-            reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
-            self.counters["not_sent" if isinstance(exc, NotSent) else "rejects"] += 1
-            self._emit(self.working.apply(VenueEvent(K.REJECT, a.client_id, reason=reason,
-                                                     local_ts=time.time_ns())).records)
-        finally:
-            self._busy.discard(a.client_id)
 
-    async def _cancel(self, c: Cancel) -> None:
+    def _amend_failed(self, a: Amend, exc: BinanceError) -> None:
+        if isinstance(exc, UnknownStatus):
+            self.counters["unknown_status"] += 1     # may have executed: the pending timeout queries it
+            return
+        reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
+        self.counters["not_sent" if isinstance(exc, NotSent) else "rejects"] += 1
+        self._emit(self.working.apply(VenueEvent(K.REJECT, a.client_id, reason=reason,
+                                                 local_ts=time.time_ns())).records)
+
+    def _cancel_now(self, c: Cancel) -> Awaitable[None] | None:
+        """Register and send one cancel; the answer's handling, or None if nothing was sent."""
         self._emit(self.working.cancel_sent(c.client_id).records)
         self.counters["cancels"] += 1
-        self._busy.add(c.client_id)
         try:
-            res = await self.trading.cancel(self._symbol(c.instrument), c.client_id)
+            answer = self.trading.cancel_now(self._symbol(c.instrument), c.client_id)
+        except BinanceError as exc:
+            self._cancel_failed(c, exc)
+            return None
+        return self._cancel_answer(c, answer)
+
+    async def _cancel_answer(self, c: Cancel, answer: Awaitable[VenueOrder]) -> None:
+        try:
+            res = await answer
+        except BinanceError as exc:
+            self._cancel_failed(c, exc)
+        else:
             self.working.set_sent_mono(c.client_id, res.sent_mono)
             self._emit(self.working.apply(res.to_event(K.CANCELED)).records)
-        except UnknownOrder as exc:
+
+    def _cancel_failed(self, c: Cancel, exc: BinanceError) -> None:
+        if isinstance(exc, UnknownOrder):
             self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=exc.code,
                                                      local_ts=time.time_ns())).records)
-        except UnknownStatus:
+        elif isinstance(exc, UnknownStatus):
             self.counters["unknown_status"] += 1
-        except BinanceError as exc:
+        else:
             reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
             self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=reason,
                                                      local_ts=time.time_ns())).records)
-        finally:
-            self._busy.discard(c.client_id)
 
     # ------------------------------------------------------------------ venue reports
     def on_user_event(self, ev: object) -> None:
@@ -579,6 +626,11 @@ class ExecutionSession:
         rec["local_ts"] = time.time_ns()
         rec["event_mono"] = time.monotonic_ns()
         return rec
+
+
+async def _all_answers(answers: list[Awaitable[None]]) -> None:
+    """Every answer of one target change (concurrently: REST ones start here)."""
+    await asyncio.gather(*answers)
 
 
 def session_config(executor_cfg: object) -> SessionConfig:

@@ -268,10 +268,13 @@ class Supervisor:
         if VENUE not in self.children:
             def argv() -> list[str]:
                 # After the first start the port is kept, so a restarted venue is where the roles reconnect.
+                # The paper account holds what risk.equity says: risk takes equity from the venue's
+                # account once the executor publishes it, so the configured sizing is what trades.
                 p = self.venue_urls.get("port", str(v.sim_port))
                 return [self.python, "-m", "mmshm", "venue", "--host", v.sim_host, "--port", p,
                         "--seed", str(v.sim_seed), "--symbols", ",".join(v.symbols),
-                        "--maker-fee-ppm", str(v.sim_maker_fee_ppm), "--taker-fee-ppm", str(v.sim_taker_fee_ppm)]
+                        "--maker-fee-ppm", str(v.sim_maker_fee_ppm), "--taker-fee-ppm", str(v.sim_taker_fee_ppm),
+                        "--balance", f"{self.cfg.risk.equity:.8f}".rstrip("0").rstrip(".")]
 
             self.children[VENUE] = Child(VENUE, argv, 10.0, self.venue_timeout_s, RestartTracker(self.policy))
         child = self.children[VENUE]

@@ -380,16 +380,16 @@ def test_stop_waits_for_the_in_flight_apply_before_the_final_cancel_all(rig):
 def test_an_apply_that_raises_is_counted_and_the_next_row_still_goes_out(rig, monkeypatch):
     async def scenario(r: Rig):
         v, svc = r.venue, r.svc
-        real = svc.session.on_targets
+        real = svc.session.send_targets
         boom = {"n": 0}
 
-        async def flaky(row, mode=Mode.NORMAL, seen_mono=0, control=None):
+        def flaky(row, mode=Mode.NORMAL, seen_mono=0, control=None):
             if int(row["bid_px"][0]) == 499_999:
                 boom["n"] += 1
                 raise RuntimeError("bug in the diff")
-            return await real(row, mode=mode, seen_mono=seen_mono, control=control)
+            return real(row, mode=mode, seen_mono=seen_mono, control=control)
 
-        monkeypatch.setattr(svc.session, "on_targets", flaky)
+        monkeypatch.setattr(svc.session, "send_targets", flaky)
         r.target(0, 499_999)
         await until(lambda: boom["n"] == 1 and svc.dispatch.counters["errors"] == 1, 5, "apply error counted")
         r.target(0, 500_000)

@@ -28,7 +28,7 @@ import logging
 import time
 import types
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
@@ -38,11 +38,11 @@ import websockets
 import yarl
 from websockets.protocol import State as _WsState
 
-from mmshm.execution.breaker import CircuitBreaker, CircuitOpen, Failure
+from mmshm.execution.breaker import CircuitBreaker, Failure
 from mmshm.execution.orders import VenueEvent
 from mmshm.execution.ratelimit import Cost, RateBudget, RateLimited, cost_of
 from mmshm.instruments import InstrumentError, InstrumentSpec, parse_decimal
-from mmshm.records import FEE_SCALE, OrderEventKind as K, OrderStatus as S, Side
+from mmshm.records import OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.auth import (DEFAULT_RECV_WINDOW_MS, Signer, encode_params,
                                             signed_query, ws_signed_params)
 
@@ -890,6 +890,36 @@ class BinanceWsApi:
     async def request(self, method: str, params: Mapping[str, object], *, signed: bool = True,
                       cost: Cost | None = None) -> tuple[Any, int, int]:
         """Send one request; ``(result, sent_mono, recv_mono)``. Errors as in BinanceRest."""
+        rid, fut, frame, ws = self._prepare(method, params, signed, cost)
+        write_mono = time.monotonic_ns()
+        try:
+            if not _write_text_now(ws, frame):
+                await ws.send(frame.decode())     # the library's path: waits out a closing handshake, raises
+        except (websockets.WebSocketException, AttributeError, OSError, RuntimeError) as exc:
+            raise self._not_sent(rid, exc) from None
+        return await self._answer(method, rid, fut, ws, write_mono)
+
+    def send(self, method: str, params: Mapping[str, object], *, signed: bool = True,
+             cost: Cost | None = None) -> Awaitable[tuple[Any, int, int]]:
+        """:meth:`request` with the frame written NOW, before this returns; the answer is
+        the returned awaitable. Why: a batch of changes is written back to back, before any
+        await lets the event loop run other work between them (and before the caller's next
+        plan could miss the orders just sent). Raises NotSent at once when nothing was
+        written (not connected, the budget or breaker refuses, the connection is closing).
+        """
+        rid, fut, frame, ws = self._prepare(method, params, signed, cost)
+        write_mono = time.monotonic_ns()
+        try:
+            written = _write_text_now(ws, frame)
+        except (websockets.WebSocketException, AttributeError, OSError, RuntimeError) as exc:
+            raise self._not_sent(rid, exc) from None
+        if not written:
+            raise self._not_sent(rid, websockets.ConnectionClosed(None, None))
+        return self._answer(method, rid, fut, ws, write_mono)
+
+    def _prepare(self, method: str, params: Mapping[str, object], signed: bool,
+                 cost: Cost | None) -> tuple[str, asyncio.Future, bytes, Any]:
+        """Checks (connection, budget, breaker), signing and framing; registers the answer."""
         if not self.connected:
             raise NotSent(0, "WebSocket API not connected")
         cost = cost or cost_of(method)
@@ -903,18 +933,19 @@ class BinanceWsApi:
         if signed:
             params = ws_signed_params(self.signer, params, self.clock.venue_ms(), self.recv_window_ms)
         frame = orjson.dumps({"id": rid, "method": method, "params": params})
-        ws = self._ws
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self.counters["requests"] += 1
-        write_mono = time.monotonic_ns()
-        try:
-            if not _write_text_now(ws, frame):
-                await ws.send(frame.decode())
-        except (websockets.WebSocketException, AttributeError, OSError, RuntimeError) as exc:
-            self._pending.pop(rid, None)
-            self.breaker.record_failure(Failure.TIMEOUT)
-            raise NotSent(0, f"send failed: {type(exc).__name__}") from None
+        return rid, fut, frame, self._ws
+
+    def _not_sent(self, rid: str, exc: BaseException) -> NotSent:
+        self._pending.pop(rid, None)
+        self.breaker.record_failure(Failure.TIMEOUT)
+        return NotSent(0, f"send failed: {type(exc).__name__}")
+
+    async def _answer(self, method: str, rid: str, fut: asyncio.Future, ws: Any,
+                      write_mono: int) -> tuple[Any, int, int]:
+        """After the write: the answer matched by id, budget and breaker updated, errors typed."""
         sent = time.monotonic_ns()
         self.write_ns.append(sent - write_mono)
         try:
@@ -954,17 +985,30 @@ class BinanceWsApi:
         o.sent_mono, o.recv_mono = sent, recv
         return o
 
-    async def place(self, req: OrderRequest) -> VenueOrder:
+    async def _order_of(self, answer: Awaitable[tuple[Any, int, int]]) -> VenueOrder:
+        return self._order(*await answer)
+
+    # ``*_now``: the frame is written before the call returns (see :meth:`send`)
+    def place_now(self, req: OrderRequest) -> Awaitable[VenueOrder]:
         spec = self.instruments.get(req.symbol)[1]
-        return self._order(*await self.request("order.place", order_params(req, spec)))
+        return self._order_of(self.send("order.place", order_params(req, spec)))
+
+    def modify_now(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> Awaitable[VenueOrder]:
+        spec = self.instruments.get(symbol)[1]
+        return self._order_of(self.send("order.modify", modify_params(symbol, client_id, side, price, qty, spec)))
+
+    def cancel_now(self, symbol: str, client_id: str | None = None,
+                   venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
+        return self._order_of(self.send("order.cancel", _id_params(symbol, client_id, venue_order_id)))
+
+    async def place(self, req: OrderRequest) -> VenueOrder:
+        return await self.place_now(req)
 
     async def modify(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> VenueOrder:
-        spec = self.instruments.get(symbol)[1]
-        return self._order(*await self.request("order.modify",
-                                               modify_params(symbol, client_id, side, price, qty, spec)))
+        return await self.modify_now(symbol, client_id, side, price, qty)
 
     async def cancel(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
-        return self._order(*await self.request("order.cancel", _id_params(symbol, client_id, venue_order_id)))
+        return await self.cancel_now(symbol, client_id, venue_order_id)
 
     async def query(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
         return self._order(*await self.request("order.status", _id_params(symbol, client_id, venue_order_id)))
@@ -1046,16 +1090,49 @@ class BinanceTrading:
         self.counters["via_rest"] += 1
         return r
 
+    def _route_now(self, ws_send: Callable[[], Awaitable[VenueOrder]],
+                   rest_call: Callable[[], Awaitable[VenueOrder]]) -> Awaitable[VenueOrder]:
+        """:meth:`_route` with the WebSocket frame written before this returns (the REST
+        fallback, asynchronous by nature, starts when the result is awaited)."""
+        if self.prefer_ws and self.ws.connected:
+            try:
+                return self._counted(ws_send(), "via_ws")
+            except NotSent as exc:
+                if self.ws.connected or "circuit" in exc.msg or "rate budget" in exc.msg:
+                    raise
+                self.counters["ws_fallbacks"] += 1   # session died before the write: REST
+        return self._rest_counted(rest_call)
+
+    async def _counted(self, answer: Awaitable[VenueOrder], counter: str) -> VenueOrder:
+        r = await answer
+        self.counters[counter] += 1
+        return r
+
+    async def _rest_counted(self, rest_call: Callable[[], Awaitable[VenueOrder]]) -> VenueOrder:
+        return await self._counted(rest_call(), "via_rest")
+
+    # ``*_now``: over the WebSocket API the request is on the socket when the call returns;
+    # NotSent is raised at once when nothing could be written. Await the result for the answer.
+    def place_now(self, req: OrderRequest) -> Awaitable[VenueOrder]:
+        return self._route_now(lambda: self.ws.place_now(req), lambda: self.rest.place(req))
+
+    def modify_now(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> Awaitable[VenueOrder]:
+        return self._route_now(lambda: self.ws.modify_now(symbol, client_id, side, price, qty),
+                               lambda: self.rest.modify(symbol, client_id, side, price, qty))
+
+    def cancel_now(self, symbol: str, client_id: str | None = None,
+                   venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
+        return self._route_now(lambda: self.ws.cancel_now(symbol, client_id, venue_order_id),
+                               lambda: self.rest.cancel(symbol, client_id, venue_order_id))
+
     async def place(self, req: OrderRequest) -> VenueOrder:
-        return await self._route(lambda: self.ws.place(req), lambda: self.rest.place(req))
+        return await self.place_now(req)
 
     async def modify(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> VenueOrder:
-        return await self._route(lambda: self.ws.modify(symbol, client_id, side, price, qty),
-                                 lambda: self.rest.modify(symbol, client_id, side, price, qty))
+        return await self.modify_now(symbol, client_id, side, price, qty)
 
     async def cancel(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
-        return await self._route(lambda: self.ws.cancel(symbol, client_id, venue_order_id),
-                                 lambda: self.rest.cancel(symbol, client_id, venue_order_id))
+        return await self.cancel_now(symbol, client_id, venue_order_id)
 
     async def query(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
         return await self._route(lambda: self.ws.query(symbol, client_id, venue_order_id),
