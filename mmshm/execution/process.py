@@ -58,12 +58,14 @@ from mmshm.agent.counters import ROLE_COUNTERS
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
 from mmshm.agent.sdnotify import SdNotifier
+from mmshm.execution.account import AccountWriter
 from mmshm.execution.dispatch import ApplyDispatcher, DrainReport
 from mmshm.execution.session import ExecutionSession, session_from_config
 from mmshm.execution.watcher import RowWatcher
 from mmshm.instruments import InstrumentTable
 from mmshm.records import BOOK_ROW, CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
 from mmshm.shm import GatedWriter, SeqlockTable, SegmentNotFound, ShmError
+from mmshm.venues import VENUE_IDS
 from mmshm.venues.binance_usdm.trading import BinanceError, ExchangeEnv, InstrumentIndex
 
 log = logging.getLogger("mmshm.execution.process")
@@ -193,6 +195,8 @@ class ExecutorService:
         self.watcher: RowWatcher | None = None     # wakes the idle loop when a watched row changes
         self._poked = False                        # a watched row changed since this pass began
         self._waiter: asyncio.Future | None = None
+        self.account: AccountWriter | None = None  # the venue account row (risk's equity and margin)
+        self._account_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ runner-like API
     @property
@@ -463,6 +467,10 @@ class ExecutorService:
             self._ref_price = [0] * self.n_inst
             self.dispatch = ApplyDispatcher(self.n_inst, self._apply, name="executor apply")
             self.session = (self.session_factory or self._default_session)(self.index, self.publish)
+            spec0 = self.index.specs[0]
+            self.account = AccountWriter.create(self.instance, venue=VENUE_IDS.get(spec0.venue, 0),
+                                                asset=spec0.quote_asset)
+            self.session.account = self.account
             self._open_latency()
             self._hook_latency()
             log.info("executor starting", extra={"mode": self.session.mode.value, "symbols": self.index.symbols,
@@ -470,6 +478,9 @@ class ExecutorService:
             if not await self.start_session():
                 self.exit_reason = "stopped during start-up"
                 return 0
+            if self.session.trading is not None and self.session.shadow is None:
+                self._account_task = asyncio.get_running_loop().create_task(
+                    self.account.refresh(self.session.trading.rest))   # GET /fapi/v2/account every 5 s
             self.ready = True
             if self.slot is not None:
                 self.slot.set_state(ProcState.RUNNING)
@@ -504,6 +515,9 @@ class ExecutorService:
     async def shutdown(self, hb: asyncio.Task | None) -> None:
         """STOPPING, verified cancel-all (session.stop), row STOPPED, segments closed."""
         self.notifier.stopping(status=f"executor: stopping ({self.exit_reason or 'stop'})")
+        if self._account_task is not None:     # before session.stop closes the REST session
+            self._account_task.cancel()
+            await asyncio.gather(self._account_task, return_exceptions=True)
         if self.slot is not None:
             self.slot.set_state(ProcState.STOPPING)
         if self.dispatch is not None and self.session is not None:
@@ -542,7 +556,7 @@ class ExecutorService:
                 self.commands.on_close()
             except Exception:  # noqa: BLE001
                 pass
-        for seg in (self.targets, self.control, self.verdicts, self.book, self.orders):
+        for seg in (self.targets, self.control, self.verdicts, self.book, self.orders, self.account):
             if seg is not None:
                 try:
                     seg.close()

@@ -99,6 +99,7 @@ class ExecutionSession:
         self._flatten_ids: set[str] = set()    # FLATTEN's reduce-only market orders (never quoted/diffed)
         self.latency_ns: deque[int] = deque(maxlen=self.cfg.latency_samples)  # target seen → socket
         self.venue_positions: dict[int, int] = {}
+        self.account = None                    # mmshm.execution.account.AccountWriter (set by the process)
         self.last_reconcile: ReconcileReport | None = None
         self.last_cancel_all: CancelAllReport | None = None
         self.counters = {"publish_refused": 0, "places": 0, "amends": 0, "cancels": 0, "not_sent": 0,
@@ -523,6 +524,8 @@ class ExecutionSession:
         elif isinstance(ev, AccountUpdate):
             for p in ev.positions:
                 self.venue_positions[p.instrument] = p.amount
+            if self.account is not None:
+                self.account.on_account_update(ev)   # never raises: bad input is a counted drop
         elif isinstance(ev, StreamStatus):
             if ev.connected and ev.reconnect:
                 self._need_reconcile = True
