@@ -63,8 +63,9 @@ from mmshm.execution.dispatch import ApplyDispatcher, DrainReport
 from mmshm.execution.session import ExecutionSession, session_from_config
 from mmshm.execution.watcher import RowWatcher
 from mmshm.instruments import InstrumentTable
-from mmshm.records import BOOK_ROW, CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
-from mmshm.shm import GatedWriter, SeqlockTable, SegmentNotFound, ShmError
+from mmshm.records import (BOOK_ROW, CONTROL_ROW, MARKET_EVENT, ORDER_EVENT, TARGET_ROW, MdKind, Mode,
+                           OrderEventKind as K, ProcState)
+from mmshm.shm import BroadcastReader, GatedWriter, SeqlockTable, SegmentNotFound, ShmError
 from mmshm.venues import VENUE_IDS
 from mmshm.venues.binance_usdm.trading import BinanceError, ExchangeEnv, InstrumentIndex
 
@@ -190,6 +191,8 @@ class ExecutorService:
         self.exit_reason = ""
         self.tick_errors = 0
         self.book: SeqlockTable | None = None      # shadow mode: the live book our orders match against
+        self.md: BroadcastReader | None = None     # shadow mode: public trades (they fill our queue)
+        self._md_buf = np.zeros(256, MARKET_EVENT)
         self._book_version: list[int] = []
         self.commands = None                       # operator commands (RESUME lifts the SIGUSR1 latch)
         self.watcher: RowWatcher | None = None     # wakes the idle loop when a watched row changes
@@ -298,6 +301,11 @@ class ExecutorService:
                 self._book_version = [0] * self.book.rows
             except (SegmentNotFound, ShmError) as exc:
                 self._waiting("book", f"shadow mode matches against it: {exc}")
+        if self.md is None and self.session is not None and self.session.shadow is not None:
+            try:
+                self.md = BroadcastReader.attach(self.instance, "md", MARKET_EVENT, reader="executor")
+            except (SegmentNotFound, ShmError, ValueError) as exc:
+                self._waiting("md", f"shadow mode fills our queue from its public trades: {exc}")
         if self.verdicts is None:
             try:
                 self.verdicts = VerdictTable.attach(self.instance)
@@ -556,7 +564,7 @@ class ExecutorService:
                 self.commands.on_close()
             except Exception:  # noqa: BLE001
                 pass
-        for seg in (self.targets, self.control, self.verdicts, self.book, self.orders, self.account):
+        for seg in (self.targets, self.control, self.verdicts, self.book, self.md, self.orders, self.account):
             if seg is not None:
                 try:
                     seg.close()
@@ -675,6 +683,8 @@ class ExecutorService:
             self.attach_missing()
             if self.commands is not None:
                 self.commands.do_work()
+            if self.md is not None:
+                self._feed_shadow_trades()
             if self.book is not None:
                 self._feed_shadow_book()
             now = time.monotonic_ns()
@@ -898,6 +908,22 @@ class ExecutorService:
         sink = _SendLatency(lat.maxlen, self._on_send_latency)
         sink.extend(lat)
         self.session.latency_ns = sink
+
+    def _feed_shadow_trades(self) -> None:
+        """Shadow mode: the public trades of the traded instruments, in the feed's order, go
+        to the ShadowVenue, where a trade at our price consumes the queue ahead of our order
+        and then fills it (before the book row that shows its effect is fed). A lapped reader
+        (gaps counted by the ring) only loses shadow fills, never real ones."""
+        shadow = self.session.shadow
+        while True:
+            n = self.md.poll_batch(self._md_buf)
+            if not n:
+                return
+            ev = self._md_buf[:n]
+            for r in ev[(ev["kind"] == MdKind.TRADE) & (ev["instrument"] < self.n_inst)]:
+                shadow.on_trade(int(r["instrument"]), int(r["trade_px"]), int(r["trade_qty"]), int(r["side"]))
+            if n < len(self._md_buf):
+                return
 
     def _feed_shadow_book(self) -> None:
         """Shadow mode: each changed BOOK_ROW of a traded instrument goes to the ShadowVenue."""

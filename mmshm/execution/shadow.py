@@ -235,7 +235,8 @@ class ShadowVenue:
 
     def on_trade(self, instrument: int, price: int, qty: int, aggressor: Side) -> None:
         """A public trade (aggressor BUY lifts asks)."""
-        if instrument >= len(self.cores) or qty <= 0:
-            return
-        self.cores[instrument].trade(price, qty, _M_SIDE[Side(aggressor)])
+        m_side = _M_SIDE.get(aggressor)
+        if instrument >= len(self.cores) or qty <= 0 or m_side is None:
+            return                                  # (a trade without an aggressor side cannot match)
+        self.cores[instrument].trade(price, qty, m_side)
         self._drain(instrument)

@@ -140,3 +140,43 @@ def test_shadow_mode_sends_nothing_to_the_venue(rig):
         assert [int(e["kind"]) for e in rig.ring_events()].count(K.CANCELED) == 1
     finally:
         book.close()
+
+
+@pytest.mark.timeout(60)
+def test_shadow_mode_fills_our_queue_from_public_trades(rig):
+    """mode=shadow: a public trade on the md ring at our price (after the displayed size
+    ahead of us) fills our shadow order; the venue still sees nothing."""
+    import numpy as np
+    from mmshm.records import BOOK_ROW, MARKET_EVENT, MdKind, Side
+    from mmshm.shm import BroadcastWriter, SeqlockTable
+
+    book = SeqlockTable.create(rig.instance, "book", BOOK_ROW, 1)
+    md = BroadcastWriter.create(rig.instance, "md", MARKET_EVENT, capacity=1 << 10)
+    try:
+        b = np.zeros(1, BOOK_ROW)
+        b[0]["n_bids"] = b[0]["n_asks"] = 1
+        b[0]["bid_px"][0], b[0]["ask_px"][0] = rig.ticks("50000.0"), rig.ticks("50010.0")
+        b[0]["bid_qty"][0], b[0]["ask_qty"][0] = rig.lots("0.004"), rig.lots("1.000")
+        book.write(0, b)
+        rig.start_executor("--set", "mode=shadow")
+        rig.target(bids=[(rig.ticks("50000.0"), rig.lots("0.010"))])    # joins behind 0.004 displayed
+        wait_for(lambda: rig.counters().get("acks") == 1, 10, "shadow ack", [rig.executor])
+
+        def trade(qty: str) -> None:
+            t = np.zeros(1, MARKET_EVENT)
+            t[0]["kind"], t[0]["side"], t[0]["instrument"] = MdKind.TRADE, Side.SELL, 0
+            t[0]["trade_px"], t[0]["trade_qty"] = rig.ticks("50000.0"), rig.lots(qty)
+            md.publish(t[0])
+
+        trade("0.004")                      # only the queue ahead of us
+        trade("0.006")                      # 0.006 of our 0.010
+        wait_for(lambda: len(rig.ring_events(K.FILL)) == 1, 10, "a partial shadow fill", [rig.executor])
+        (fill,) = rig.ring_events(K.FILL)
+        assert int(fill["fill_qty"]) == rig.lots("0.006") and int(fill["side"]) == Side.BUY
+        assert rig.open_orders() == [] and rig.stats()["exchange"].get("orders", 0) == 0
+        rig.executor.send_signal(signal.SIGTERM)
+        assert rig.executor.wait(timeout=15) == 0
+    finally:
+        md.unlink()
+        md.close()
+        book.close()
