@@ -85,7 +85,7 @@ class Rig:
             raise AssertionError(f"venue did not start: {self.venue.stderr.read().decode()[-2000:]}")
         self.venue_info = json.loads(line)
         self.port = int(self.venue_info["port"])
-        info = self.get(f"/fapi/v1/exchangeInfo")
+        info = self.get("/fapi/v1/exchangeInfo")
         self.table = InstrumentTable.from_binance_exchange_info(info, [SYMBOL], maker_fee_ppm=200, taker_fee_ppm=500)
         self.spec = self.table[0]
         self.instruments = self.table.write_segment(instance)
@@ -148,6 +148,10 @@ class Rig:
 
     def stats(self) -> dict:
         return self.get("/_control/stats")
+
+    def fault_state(self) -> dict:
+        """What is armed, plus drops per channel and the venue-side reconnect times (ms)."""
+        return self.get("/_control/faults")
 
     # ------------------------------------------------------------------ risk (control)
     def set_control(self, mode: Mode, *, max_position: int | None = None, max_order_qty: int | None = None,
@@ -282,6 +286,12 @@ class Rig:
     def wait_running(self, timeout: float = 20.0) -> None:
         wait_for(lambda: (r := self.executor_row()) is not None and int(r["state"]) == ProcState.RUNNING,
                  timeout, "executor RUNNING", procs=[self.executor])
+
+    def healthy(self, max_heartbeat_age_s: float = 5.0) -> bool:
+        """The executor is alive, RUNNING and beating (CLOCK_MONOTONIC is system-wide)."""
+        row = self.executor_row()
+        return (self.executor.poll() is None and row is not None and int(row["state"]) == ProcState.RUNNING
+                and time.monotonic_ns() - int(row["heartbeat_mono"]) < max_heartbeat_age_s * 1e9)
 
     def live_orders_at_venue(self, side: str | None = None) -> list[dict]:
         return [o for o in self.open_orders() if side is None or o["side"] == side]

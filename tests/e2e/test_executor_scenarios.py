@@ -115,58 +115,162 @@ def test_reject_changes_nothing(rig):
     stop(rig)
 
 
-@pytest.mark.timeout(90)
+def paced(n: int, period_s: float):
+    """Yield 0..n-1, one every `period_s`. A test process that wakes up late slips the
+    schedule instead of catching up in a burst: changes are never much closer than the
+    period, so a loaded machine slows the run down rather than raising the order rate."""
+    due = time.monotonic()
+    for k in range(n):
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t = time.monotonic()
+        yield k
+        due = due + period_s if t - due < period_s / 4 else t + period_s
+
+
+def venue_counts(rig: Rig) -> tuple[int, int]:
+    """(orders placed, orders canceled) at the venue so far."""
+    ex = rig.stats()["exchange"]
+    return ex["orders"], ex["cancels"]
+
+
+FLIPS = 600                     # 10 a second for a minute (issue 4)
+
+
+@pytest.mark.timeout(150)
 def test_targets_flipping_ten_times_a_second_no_429(rig):
-    """10 target changes a second for 15 s (the issue says a minute; shortened for CI)."""
-    rig.start_executor()
-    t_end = time.monotonic() + 15.0
-    k = 0
-    while time.monotonic() < t_end:
+    """Place and cancel 10 times a second for a minute -> no 429 (issue 4, at full length).
+
+    The bid flips between two prices every 100 ms and every 10th change pulls both sides,
+    so each change is one new order and one cancel at the venue (over the 10-change cycle:
+    8 bid moves = cancel + place, a pull = 2 cancels, the re-quote = 2 places). With
+    ``prefer_amend=false`` the executor may not turn the moves into order.modify, and the
+    venue's own counters prove the places and cancels happened."""
+    rig.start_executor("--set", "executor.prefer_amend=false")
+    placed0, canceled0 = venue_counts(rig)
+    for k in paced(FLIPS, 0.1):
         px = "50005.0" if k % 2 == 0 else "50004.0"
         rig.target(bids=[(rig.ticks(px), rig.lots("0.010"))], asks=[(rig.ticks("50009.0"), rig.lots("0.010"))],
-                   pull=(k % 10 == 9))          # every 10th: pull everything (cancels, then new orders)
-        k += 1
-        time.sleep(0.1)
+                   pull=(k % 10 == 9))
+        if k % 50 == 49:
+            assert rig.executor.poll() is None, rig.executor_log()[-3000:]
+    # the last change was a pull; one more quote and the executor must settle on exactly it
     rig.target(bids=[(rig.ticks(BID), rig.lots("0.010"))])
-    wait_for(lambda: len(rig.open_orders()) == 1, 10, "final bid", [rig.executor])
+    wait_for(lambda: [(o["side"], float(o["price"])) for o in rig.open_orders()] == [("BUY", 50005.0)], 15,
+             "exactly the final bid resting (no orphan)", [rig.executor])
     st = rig.stats()
-    assert st["ratelimit"]["429"] == 0 and st["ratelimit"]["418"] == 0
+    placed, canceled = (n - n0 for n, n0 in zip(venue_counts(rig), (placed0, canceled0)))
     c = rig.counters()
-    assert c["rejects"] == 0 and c["not_sent"] == 0 and c["amends"] > 50
+    print(f"flips={FLIPS} venue places={placed} cancels={canceled} ratelimit={st['ratelimit']} "
+          f"executor={ {k: c[k] for k in ('orders_sent', 'cancels', 'amends', 'not_sent', 'rejects')} }")
+    assert st["ratelimit"]["429"] == 0 and st["ratelimit"]["418"] == 0
+    assert rig.healthy() and c["breaker_state"] == BreakerState.CLOSED
+    assert c["rejects"] == 0 and c["not_sent"] == 0 and c["amends"] == 0
+    # ~one place and one cancel per change (+1 place for the final bid). The lower bound
+    # leaves room for changes a loaded machine coalesces (a change that lands while the
+    # previous order is still pending); the upper one catches re-quote storms.
+    assert FLIPS * 0.6 <= placed <= FLIPS * 1.1 + 5, placed
+    assert FLIPS * 0.6 <= canceled <= FLIPS * 1.1 + 5, canceled
     log = stop(rig)
     assert rig.open_orders() == []
-    assert summary(log)["session"]["places"] >= 2
+    assert summary(log)["session"]["amends"] == 0
 
 
-@pytest.mark.timeout(90)
+def ring_live(rig: Rig) -> dict[int, list[tuple[str, int, int, int]]]:
+    """Orders whose last ring event leaves them live or pending, with their event history
+    (kind, status after, reason, ms since the first event): what the executor believes."""
+    hist: dict[int, list] = {}
+    for e in rig.ring_events():
+        if int(e["client_id"]):
+            hist.setdefault(int(e["client_id"]), []).append(e)
+    out = {}
+    for cid, evs in hist.items():
+        if int(evs[-1]["status"]) in (S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL):
+            t0 = int(evs[0]["event_mono"])
+            out[cid] = [(K(int(e["kind"])).name, int(e["status"]), int(e["reason"]),
+                         (int(e["event_mono"]) - t0) // 1_000_000) for e in evs][-12:]
+    return out
+
+
+DROPS, DROP_AFTER = 10, 100     # issue 4: both sessions dropped after 100 messages, ten times
+
+
+@pytest.mark.timeout(180)
 def test_connections_drop_ten_times_state_resumes_no_orphans(rig):
-    """Order-entry and user-data sessions dropped after N messages, ten times each.
+    """The order-entry (WebSocket API) and user-data connections drop after 100 messages,
+    ten times in a row: each reconnect under 5 s, order state resumed, no orphan (issue 4).
 
-    N = 30 instead of the issue's 100, so ten drops of both channels fit in ~20 s of
-    target changes under the venue's order-rate limits (the mechanism is the same)."""
-    rig.faults({"drop": [{"channel": "wsapi", "after": 30, "times": 10},
-                         {"channel": "user", "after": 30, "times": 10}]})
-    rig.start_executor("--set", "executor.pending_timeout_ms=1000")
-    k = 0
-    t_end = time.monotonic() + 40
-    while time.monotonic() < t_end:
-        px = 50005.0 - (k % 5)
-        rig.target(bids=[(rig.ticks(f"{px:.1f}"), rig.lots("0.010"))], asks=[(rig.ticks("50009.0"), rig.lots("0.010"))])
-        k += 1
-        time.sleep(0.05)
-        drops = rig.get("/_control/faults")["drops"]
-        if not drops:
-            break
-    assert not rig.get("/_control/faults")["drops"], "the venue did not drop ten times each"
-    rig.target(bids=[(rig.ticks(BID), rig.lots("0.010"))])
-    # state resumes: exactly the one target order rests at the venue, no orphan
-    wait_for(lambda: len(rig.open_orders()) == 1 and rig.open_orders()[0]["price"].startswith("50005"), 15,
-             "one resting bid after the drops", [rig.executor])
-    assert rig.counters()["reconnects"] >= 10
+    Every 100 ms both quotes move (cancel + new each, prefer_amend=false): ~40 WebSocket
+    API answers and ~40 ORDER_TRADE_UPDATEs a second, so 100-message sessions last a few
+    seconds, while new orders stay at ~20/s: under Binance's 300 per 10 s and 1200 per
+    minute (cancels do not count). Reconnect times are measured at the venue (the drop to
+    the next connection on that channel) and by the client (its summary line)."""
+    rig.faults({"drop": [{"channel": "wsapi", "after": DROP_AFTER, "times": DROPS},
+                         {"channel": "user", "after": DROP_AFTER, "times": DROPS}]})
+    rig.start_executor("--set", "executor.pending_timeout_ms=1000", "--set", "executor.prefer_amend=false")
+
+    def dropped() -> dict:
+        return rig.fault_state()["dropped_by_channel"]
+
+    for k in paced(1200, 0.1):              # bounded (the drops end after ~300 changes)
+        rig.target(bids=[(rig.ticks(f"{50005.0 - k % 5:.1f}"), rig.lots("0.010"))],
+                   asks=[(rig.ticks(f"{50009.0 + k % 5:.1f}"), rig.lots("0.010"))])
+        if k % 10 == 9:
+            assert rig.executor.poll() is None, rig.executor_log()[-3000:]
+            d = dropped()
+            if d.get("wsapi", 0) >= DROPS and d.get("user", 0) >= DROPS:
+                break
+    faults = rig.fault_state()
+    assert faults["dropped_by_channel"] == {"wsapi": DROPS, "user": DROPS}, faults
+    assert not faults["drops"], "a drop rule is still armed"
+    # State resumes: exactly the one target order rests at the venue, nothing orphaned. The
+    # test re-publishes the final row every 0.5 s, as the quoter does on every book update:
+    # the executor re-plans only on a new row, so a quote whose order was lost in a drop and
+    # resolved later (forced REJECTED after the in-flight grace) waits for the next row.
+    final = [("BUY", 50005.0)]
+    t_final = time.monotonic_ns()
+    rewrites = [-1, 0.0]
+
+    def settled() -> bool:
+        if time.monotonic() - rewrites[1] > 0.5:
+            rig.target(bids=[(rig.ticks(BID), rig.lots("0.010"))])
+            rewrites[0] += 1
+            rewrites[1] = time.monotonic()
+        return [(o["side"], float(o["price"])) for o in rig.open_orders()] == final
+
+    try:
+        wait_for(settled, 20, "exactly the final bid resting after the drops", [rig.executor])
+    except AssertionError:
+        since = [(K(int(e["kind"])).name, int(e["status"]), int(e["reason"]), int(e["client_id"]) % 10_000,
+                  int(e["price"]), (int(e["event_mono"]) - t_final) // 1_000_000)
+                 for e in rig.ring_events() if int(e["event_mono"]) > t_final - 200_000_000][-40:]
+        raise AssertionError(f"venue open orders: {rig.open_orders()}\nlive in the ring: {ring_live(rig)}\n"
+                             f"ring events since the final row (kind, status, reason, cid, px, ms): {since}\n"
+                             f"counters: {rig.counters()}\n{rig.executor_log()[-3000:]}") from None
+    # each session's tenth drop is followed by a reconnect (the eleventh connection)
+    wait_for(lambda: all(len(rig.fault_state()["reconnect_ms"].get(ch, ())) == DROPS for ch in ("wsapi", "user")),
+             10, "the reconnect after the last drop", [rig.executor])
+    time.sleep(0.5)                         # nothing late (a lost request re-placed) may appear
+    assert [(o["side"], float(o["price"])) for o in rig.open_orders()] == final
+    # the lost requests of the drops may have opened the breaker: it must be closed again
+    wait_for(lambda: rig.healthy() and rig.counters()["breaker_state"] == BreakerState.CLOSED, 10,
+             "executor healthy, breaker closed", [rig.executor])
+    venue_ms = rig.fault_state()["reconnect_ms"]
+    st = rig.stats()
+    c = rig.counters()
+    assert c["reconnects"] >= 2 * DROPS
+    assert st["ratelimit"]["429"] == 0 and st["ratelimit"]["418"] == 0
     log = stop(rig)
     s = summary(log)
-    assert s["ws_connects"] + s["user_connects"] >= 20
+    print(f"changes={k + 1} final-row rewrites={rewrites[0]} venue reconnect ms={venue_ms} client ws max={s['ws_reconnect_max_ms']} "
+          f"user max={s['user_reconnect_max_ms']} connects ws={s['ws_connects']} user={s['user_connects']} "
+          f"venue={st['exchange']} executor={s['session']}")
+    for ch in ("wsapi", "user"):
+        assert len(venue_ms[ch]) == DROPS and max(venue_ms[ch]) < 5000, (ch, venue_ms[ch])
+    assert s["ws_connects"] >= DROPS + 1 and s["user_connects"] >= DROPS + 1
     assert s["ws_reconnect_max_ms"] < 5000 and s["user_reconnect_max_ms"] < 5000
+    assert s["session"].get("illegal", 0) == 0
     assert rig.open_orders() == []
 
 

@@ -82,7 +82,7 @@ class Conn:
                     await self.ws.send_str(msg)
                 self.sent += 1
                 if self.drop_after is not None and self.sent >= self.drop_after:
-                    self.faults.counters["dropped"] += 1
+                    self.faults.note_drop(self.channel)
                     break
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass

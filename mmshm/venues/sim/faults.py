@@ -36,6 +36,12 @@ class FaultInjector:
     outage_until: float = 0.0
     counters: dict[str, int] = field(default_factory=lambda: {"dropped": 0, "rejected": 0, "storm429": 0,
                                                               "errors5xx": 0, "refused": 0})
+    #: per channel: connections dropped by a drop rule, and the venue-side reconnect time of
+    #: each (drop -> the next connection on that channel, ms), so a test can check a
+    #: client's recovery without trusting the client's own clock
+    dropped_by_channel: dict[str, int] = field(default_factory=dict)
+    reconnect_ms: dict[str, list[float]] = field(default_factory=dict)
+    _dropped_at: dict[str, float] = field(default_factory=dict)
 
     def clear(self) -> None:
         self.drops.clear()
@@ -84,6 +90,9 @@ class FaultInjector:
 
     def take_drop_budget(self, channel: str) -> int | None:
         """For a new connection: after how many messages to drop it (None = never)."""
+        dropped_at = self._dropped_at.pop(channel, None)
+        if dropped_at is not None:
+            self.reconnect_ms.setdefault(channel, []).append(round((time.monotonic() - dropped_at) * 1000, 3))
         rule = self.drops.get(channel)
         if rule is None:
             return None
@@ -91,6 +100,12 @@ class FaultInjector:
         if rule.times <= 0:
             del self.drops[channel]
         return rule.after
+
+    def note_drop(self, channel: str) -> None:
+        """A connection of `channel` was closed by its drop rule (after its N messages)."""
+        self.counters["dropped"] += 1
+        self.dropped_by_channel[channel] = self.dropped_by_channel.get(channel, 0) + 1
+        self._dropped_at[channel] = time.monotonic()
 
     async def wait_stall(self, channel: str) -> None:
         until = self.stalled_until.get(channel, 0.0)
@@ -157,4 +172,6 @@ class FaultInjector:
                 "stalled": {k: round(v - now, 3) for k, v in self.stalled_until.items() if v > now},
                 "reject_left": self.reject_left, "storm429_left": self.storm429_left,
                 "errors5xx_left": self.errors5xx_left, "latency_ms": list(self.latency_ms),
-                "outage_left_s": round(max(0.0, self.outage_until - now), 3), "counters": dict(self.counters)}
+                "outage_left_s": round(max(0.0, self.outage_until - now), 3), "counters": dict(self.counters),
+                "dropped_by_channel": dict(self.dropped_by_channel),
+                "reconnect_ms": {k: list(v) for k, v in self.reconnect_ms.items()}}

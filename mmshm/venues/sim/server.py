@@ -25,7 +25,8 @@ Control API (JSON over HTTP on the same port; never rate limited or authenticate
        "latency_ms": 5 | [min, max],                           # added to every REST/WS API answer
        "outage_s": S}                                           # close every socket, refuse all
 
-  ``GET /_control/faults`` describes what is armed (and counters); ``DELETE`` clears all.
+  ``GET /_control/faults`` describes what is armed (and counters, drops per channel and the
+  venue-side reconnect time after each drop, ms); ``DELETE`` clears what is armed.
 - ``POST /_control/market/depth`` ``{"symbol", "bids": [[px, qty]], "asks": [...]}``: set
   displayed levels (qty "0" removes); publishes a depthUpdate (and bookTicker).
 - ``POST /_control/market/trade`` ``{"symbol", "price", "qty", "side": aggressor}``.
