@@ -31,6 +31,7 @@ from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
+from mmshm.deferred import Deferred
 from mmshm.execution.cancel_all import CancelAllReport, cancel_all
 from mmshm.execution.client_ids import ClientIdGenerator
 from mmshm.execution.diff import Actions, Amend, Cancel, Place, diff
@@ -268,7 +269,8 @@ class ExecutionSession:
         frame on the socket (no event-loop turn per request), and the working orders show
         every change before this returns, so the next plan can never miss one. Requests
         that cannot be written now (REST while the WebSocket session is down) start when
-        the awaitable is awaited. The awaitable must be awaited (or closed).
+        the awaitable is awaited; one never awaited (a halt cancelled its task first) leaves
+        its orders pending, settled by the pending-timeout query and the cancel-all.
         """
         seen_mono = seen_mono or time.monotonic_ns()
         acts = self.plan(row, mode, control)
@@ -292,7 +294,7 @@ class ExecutionSession:
         jobs = [j for j in jobs if j is not None]
         if not jobs:
             return acts, None
-        return acts, (jobs[0] if len(jobs) == 1 else _all_answers(jobs))
+        return acts, (jobs[0] if len(jobs) == 1 else Deferred(_all_answers, jobs))
 
     def _within_requote_budget(self, inst: int, acts: Actions, now_mono: int) -> None:
         """Per-instrument token bucket on places + amends (cancels always go: they only
@@ -418,7 +420,7 @@ class ExecutionSession:
         except BinanceError as exc:
             self._on_new_result(req, exc, seen_mono)
             return None
-        return self._place_answer(req, answer, seen_mono)
+        return Deferred(self._place_answer, req, answer, seen_mono)
 
     async def _place_answer(self, req: OrderRequest, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
         try:
@@ -431,7 +433,7 @@ class ExecutionSession:
         """Register now; send as one REST batch when awaited (the WebSocket API has no batch)."""
         reqs = [self._new_order(p, reduce_only) for p in places]
         self.counters["places"] += len(reqs)
-        return self._place_batch_answers(reqs, seen_mono)
+        return Deferred(self._place_batch_answers, reqs, seen_mono)
 
     async def _place_batch_answers(self, reqs: list[OrderRequest], seen_mono: int) -> None:
         try:
@@ -456,7 +458,7 @@ class ExecutionSession:
         except BinanceError as exc:
             self._amend_failed(a, exc)
             return None
-        return self._amend_answer(a, answer, seen_mono)
+        return Deferred(self._amend_answer, a, answer, seen_mono)
 
     async def _amend_answer(self, a: Amend, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
         try:
@@ -488,7 +490,7 @@ class ExecutionSession:
         except BinanceError as exc:
             self._cancel_failed(c, exc)
             return None
-        return self._cancel_answer(c, answer)
+        return Deferred(self._cancel_answer, c, answer)
 
     async def _cancel_answer(self, c: Cancel, answer: Awaitable[VenueOrder]) -> None:
         try:

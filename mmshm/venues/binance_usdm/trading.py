@@ -38,6 +38,7 @@ import websockets
 import yarl
 from websockets.protocol import State as _WsState
 
+from mmshm.deferred import Deferred
 from mmshm.execution.breaker import CircuitBreaker, Failure
 from mmshm.execution.orders import VenueEvent
 from mmshm.execution.ratelimit import Cost, RateBudget, RateLimited, cost_of
@@ -915,7 +916,9 @@ class BinanceWsApi:
             raise self._not_sent(rid, exc) from None
         if not written:
             raise self._not_sent(rid, websockets.ConnectionClosed(None, None))
-        return self._answer(method, rid, fut, ws, write_mono)
+        sent = time.monotonic_ns()
+        self.write_ns.append(sent - write_mono)
+        return Deferred(self._answer, method, rid, fut, ws, write_mono, sent)
 
     def _prepare(self, method: str, params: Mapping[str, object], signed: bool,
                  cost: Cost | None) -> tuple[str, asyncio.Future, bytes, Any]:
@@ -943,11 +946,12 @@ class BinanceWsApi:
         self.breaker.record_failure(Failure.TIMEOUT)
         return NotSent(0, f"send failed: {type(exc).__name__}")
 
-    async def _answer(self, method: str, rid: str, fut: asyncio.Future, ws: Any,
-                      write_mono: int) -> tuple[Any, int, int]:
+    async def _answer(self, method: str, rid: str, fut: asyncio.Future, ws: Any, write_mono: int,
+                      sent: int = 0) -> tuple[Any, int, int]:
         """After the write: the answer matched by id, budget and breaker updated, errors typed."""
-        sent = time.monotonic_ns()
-        self.write_ns.append(sent - write_mono)
+        if not sent:                                 # (request(): stamped here, right after the write)
+            sent = time.monotonic_ns()
+            self.write_ns.append(sent - write_mono)
         try:
             if getattr(ws, "paused", False):  # the transport's buffer is over its high-water mark
                 await ws.drain()
@@ -991,15 +995,16 @@ class BinanceWsApi:
     # ``*_now``: the frame is written before the call returns (see :meth:`send`)
     def place_now(self, req: OrderRequest) -> Awaitable[VenueOrder]:
         spec = self.instruments.get(req.symbol)[1]
-        return self._order_of(self.send("order.place", order_params(req, spec)))
+        return Deferred(self._order_of, self.send("order.place", order_params(req, spec)))
 
     def modify_now(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> Awaitable[VenueOrder]:
         spec = self.instruments.get(symbol)[1]
-        return self._order_of(self.send("order.modify", modify_params(symbol, client_id, side, price, qty, spec)))
+        return Deferred(self._order_of,
+                        self.send("order.modify", modify_params(symbol, client_id, side, price, qty, spec)))
 
     def cancel_now(self, symbol: str, client_id: str | None = None,
                    venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
-        return self._order_of(self.send("order.cancel", _id_params(symbol, client_id, venue_order_id)))
+        return Deferred(self._order_of, self.send("order.cancel", _id_params(symbol, client_id, venue_order_id)))
 
     async def place(self, req: OrderRequest) -> VenueOrder:
         return await self.place_now(req)
@@ -1096,20 +1101,19 @@ class BinanceTrading:
         fallback, asynchronous by nature, starts when the result is awaited)."""
         if self.prefer_ws and self.ws.connected:
             try:
-                return self._counted(ws_send(), "via_ws")
+                answer = ws_send()
+                self.counters["via_ws"] += 1
+                return answer
             except NotSent as exc:
                 if self.ws.connected or "circuit" in exc.msg or "rate budget" in exc.msg:
                     raise
                 self.counters["ws_fallbacks"] += 1   # session died before the write: REST
-        return self._rest_counted(rest_call)
-
-    async def _counted(self, answer: Awaitable[VenueOrder], counter: str) -> VenueOrder:
-        r = await answer
-        self.counters[counter] += 1
-        return r
+        return Deferred(self._rest_counted, rest_call)
 
     async def _rest_counted(self, rest_call: Callable[[], Awaitable[VenueOrder]]) -> VenueOrder:
-        return await self._counted(rest_call(), "via_rest")
+        r = await rest_call()
+        self.counters["via_rest"] += 1
+        return r
 
     # ``*_now``: over the WebSocket API the request is on the socket when the call returns;
     # NotSent is raised at once when nothing could be written. Await the result for the answer.
