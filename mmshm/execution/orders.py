@@ -153,6 +153,15 @@ class Order:
     sent_mono: int = 0
     pending_since_mono: int = 0
     query_sent_mono: int = 0
+    placed_mono: int = 0        # when the new order was sent: the in-flight grace counts from here
+
+    @property
+    def unacknowledged(self) -> bool:
+        """Sent and never acknowledged by the venue (no venue id), cancel requested or not:
+        unknown to the venue, it may still arrive until the request's recvWindow is over."""
+        return not self.venue_order_id and (
+            self.status == S.PENDING_NEW
+            or (self.status == S.PENDING_CANCEL and self.status_before_cancel == S.PENDING_NEW))
 
     @property
     def remaining(self) -> int:
@@ -224,6 +233,10 @@ class WorkingOrders:
         self.fees: dict[int, int] = {}
         self.volume: dict[int, int] = {}
         self.counters: dict[str, int] = {c: 0 for c in COUNTERS}
+        #: instrument -> count of changes to its orders the planner did not make (an order
+        #: ended, an amend or a cancel was refused): the executor plans the unchanged target
+        #: row again when this moves (``ExecutorService.step``)
+        self.unplanned: dict[int, int] = {}
         self.illegal_log: deque[str] = deque(maxlen=100)
 
     # ------------------------------------------------------------------ queries
@@ -251,7 +264,7 @@ class WorkingOrders:
             raise ValueError(f"bad order {client_id}: price {price} qty {qty}")
         now = self._mono()
         o = Order(client_id, cid_num, instrument, Side(side), price, qty, md_seq, flags,
-                  sent_mono=sent_mono or now, pending_since_mono=now)
+                  sent_mono=sent_mono or now, pending_since_mono=now, placed_mono=sent_mono or now)
         self.orders[client_id] = o
         self.books.setdefault((instrument, int(o.side)), {})[client_id] = o
         return self._record(o, K.NEW_SENT)
@@ -280,6 +293,10 @@ class WorkingOrders:
         if res.illegal is None and o.status == S.PENDING_CANCEL:
             if prev != S.PENDING_CANCEL:
                 o.status_before_cancel = prev
+            if prev not in (S.PENDING_CANCEL, S.PENDING_NEW):
+                # a resting order starts its pending clock here; a new order still unanswered
+                # keeps the one of its place, or a cancel per target row (each refused while
+                # the place is lost) would restart it forever and the timeout never fire
                 o.pending_since_mono = self._mono()
                 o.query_sent_mono = 0
             o.sent_mono = sent_mono or self._mono()
@@ -364,6 +381,9 @@ class WorkingOrders:
             o.pending_amend = None
         elif kind == K.REJECT and o.pending_amend is not None and new != S.REJECTED:
             o.pending_amend = None  # the amend was refused; the order is as it was
+            self._unplanned(o.instrument)
+        if kind == K.CANCEL_REJECT and new != S.FILLED:
+            self._unplanned(o.instrument)   # still working: the plan that wanted it gone is due again
         if ev.cum_filled >= 0 and ev.cum_filled != o.filled_qty and kind != K.REJECT:
             self.counters["cum_mismatch"] += 1
         if new in (S.NEW, S.PARTIALLY_FILLED, S.FILLED) and prev in (S.PENDING_NEW, S.PENDING_CANCEL):
@@ -427,10 +447,14 @@ class WorkingOrders:
         self.illegal_log.append(msg)
         return Outcome(illegal=msg)
 
+    def _unplanned(self, instrument: int) -> None:
+        self.unplanned[instrument] = self.unplanned.get(instrument, 0) + 1
+
     def _reindex(self, o: Order) -> None:
         if o.status in TERMINAL:
             book = self.books.get((o.instrument, int(o.side)))
             if book is not None and book.pop(o.client_id, None) is not None:
+                self._unplanned(o.instrument)
                 self._terminal.append(o.client_id)
                 while len(self._terminal) > self._keep_terminal:
                     old = self._terminal.popleft()

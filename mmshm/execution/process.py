@@ -120,6 +120,9 @@ class ServiceOptions:
                                         # takes ms; a venue that has not answered in 0.5 s is stuck,
                                         # and the halt must not wait for its timeout (the watchdog
                                         # path promises a cancel-all within 1 s)
+    replan_ns: int = 250_000_000        # an unchanged target row is planned again at most this often
+                                        # when orders changed under it (a lost place replaced; a
+                                        # venue refusing the same request is retried no faster)
 
 
 class ExecutorService:
@@ -173,6 +176,9 @@ class ExecutorService:
         self._last_wait_log: dict[str, float] = {}
         self._next_attach = 0.0
         self._target_version: list[int] = []
+        self._unplanned_seen: list[int] = []      # working.unplanned[i] when row i was last planned
+        self._submitted_mono: list[int] = []      # when row i was last submitted
+        self.replans = 0                          # unchanged rows planned again (orders changed under them)
         self._inst_mode: list[int] = []
         self._inst_pull: list[bool] = []
         self._ref_price: list[int] = []        # last target touch per instrument (FLATTEN's reference)
@@ -470,6 +476,8 @@ class ExecutorService:
                 return 0
             self.n_inst = len(self.index.specs)
             self._target_version = [0] * self.n_inst
+            self._unplanned_seen = [0] * self.n_inst
+            self._submitted_mono = [0] * self.n_inst
             self._inst_mode = [-1] * self.n_inst
             self._inst_pull = [False] * self.n_inst
             self._ref_price = [0] * self.n_inst
@@ -580,7 +588,7 @@ class ExecutorService:
             return
         extra: dict = {"session": dict(s.counters), "acks": self.acks, "fills": self.fills,
                        "refused": self.refused, "deferred": self.deferred, "drops": self.drops,
-                       "tick_errors": self.tick_errors, "apply_cancelled": self.apply_cancelled}
+                       "tick_errors": self.tick_errors, "apply_cancelled": self.apply_cancelled, "replans": self.replans}
         if self.dispatch is not None:
             extra["applies"] = dict(self.dispatch.counters)
         t = s.trading
@@ -779,8 +787,15 @@ class ExecutorService:
                 continue
             pulled = self.instrument_pulled(i)
             v = self.targets.version(i)
+            unplanned = s.working.unplanned.get(i, 0)
             if v == self._target_version[i] and int(m) == prev_mode and pulled == self._inst_pull[i]:
-                continue
+                # the same row: planned again only when orders changed under it (an order
+                # ended, an amend or cancel was refused), at most every replan_ns, so a lost
+                # place is replaced without waiting for the quoter's next row
+                if (unplanned == self._unplanned_seen[i] or d.busy(i)
+                        or now - self._submitted_mono[i] < self.opt.replan_ns):
+                    continue
+                self.replans += 1
             if v == 0 and not pulled:
                 self._target_version[i] = 0
                 continue                     # the quoter has not written this row yet
@@ -794,6 +809,8 @@ class ExecutorService:
                 continue                     # writer mid-update: next pass
             self._target_version[i] = v
             self._inst_pull[i] = pulled
+            self._unplanned_seen[i] = unplanned
+            self._submitted_mono[i] = seen
             if int(row["instrument"]) != i:
                 self.drops += 1
                 log.error("target row for the wrong instrument dropped",

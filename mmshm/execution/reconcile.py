@@ -117,7 +117,7 @@ async def reconcile(venue: TradingVenue, working: WorkingOrders, symbols: Sequen
             vo = await venue.query(sym, o.client_id)
         except Exception as exc:  # noqa: BLE001
             if getattr(exc, "code", 0) in (-2011, -2013):
-                if o.status == S.PENDING_NEW and time.monotonic_ns() - o.sent_mono < in_flight_grace_ns:
+                if o.unacknowledged and time.monotonic_ns() - o.placed_mono < in_flight_grace_ns:
                     rep.still_pending.append(o.client_id)  # may still arrive: decide later
                 else:
                     finals[o.client_id] = (S.REJECTED, 0, 0)   # never accepted by the venue

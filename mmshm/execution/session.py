@@ -505,6 +505,7 @@ class ExecutionSession:
         if isinstance(exc, UnknownOrder):
             self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=exc.code,
                                                      local_ts=time.time_ns())).records)
+            self._settle_unknown(c.client_id)     # a place that never arrived: final after the grace
         elif isinstance(exc, UnknownStatus):
             self.counters["unknown_status"] += 1
         else:
@@ -561,12 +562,7 @@ class ExecutionSession:
         try:
             vo = await self.trading.query(self._symbol(instrument), cid)
         except UnknownOrder:
-            o = self.working.get(cid)
-            # unknown to the venue: only final once the request can no longer execute
-            # (older than recvWindow); before that it may still be in flight
-            if (o is not None and o.status == S.PENDING_NEW
-                    and time.monotonic_ns() - o.sent_mono > self._grace_ns()):
-                self._emit(self.working.force_status(cid, S.REJECTED).records)
+            self._settle_unknown(cid)
             return
         except BinanceError:
             return                                  # still unknown: the next timeout escalates
@@ -594,6 +590,14 @@ class ExecutionSession:
         self.last_cancel_all = rep
         await self.reconcile()
         return rep
+
+    def _settle_unknown(self, cid: str) -> None:
+        """The venue does not know ``cid``: a new order never acknowledged (whether or not we
+        asked to cancel it since) is final REJECTED once its place can no longer execute
+        (older than recvWindow); before that it may still be in flight."""
+        o = self.working.get(cid)
+        if o is not None and o.unacknowledged and time.monotonic_ns() - o.placed_mono > self._grace_ns():
+            self._emit(self.working.force_status(cid, S.REJECTED).records)
 
     def _grace_ns(self) -> int:
         """How long a sent request may still execute: recvWindow plus a second of margin."""

@@ -441,3 +441,37 @@ def test_executor_process_sends_the_newest_row_right_after_a_slow_answer(spawn, 
         assert applies["errors"] == 0 and applies["cancelled"] == 0, applies
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_unchanged_row_is_planned_again_when_its_order_was_refused(instance):
+    """The venue refuses the place (a post-only that would cross, say); the quoter writes no
+    new row. The executor plans the same row again (at most every replan_ns) and places
+    again, instead of leaving the instrument without a quote until the next row."""
+    from mmshm.venues.binance_usdm.trading import PostOnlyReject
+
+    r = Rig(instance, replan_ns=50_000_000)
+
+    async def scenario(r: Rig):
+        v, svc = r.venue, r.svc
+        real = v.place
+        refused = {"n": 0}
+
+        async def refuse_first(req):
+            v.log.append(("send", "place", req.symbol, req.price, time.monotonic_ns()))
+            if refused["n"] == 0:
+                refused["n"] += 1
+                raise PostOnlyReject(-5022, "Post Only order would be rejected", 400)
+            return await real(req)
+
+        v.place = refuse_first
+        r.target(0, 500_000)
+        await until(lambda: len([s for s in v.sends() if s[0] == "place"]) >= 2, 10, "the place sent again")
+        assert [s for s in v.sends() if s[0] == "place"][:2] == [("place", "BTCUSDT", 500_000)] * 2
+        await until(lambda: len(svc.session.working.live_orders(0)) == 1, 5, "one working bid")
+        assert svc.replans >= 1 and r.version == 1          # no new row was written
+
+    try:
+        asyncio.run(r.run(scenario))
+    finally:
+        r.close()

@@ -83,7 +83,7 @@ def test_reconcile_merges_venue_state(stub_loop):
             # D's request is recent: it might still be in flight, so it is not judged yet
             rep = await reconcile(t, w, ["BTCUSDT"], lambda i: "BTCUSDT", since_ms=0)
             assert rep.still_pending == ["mm1_4_1"] and w.get("mm1_4_1").status == S.PENDING_NEW
-            w.get("mm1_4_1").sent_mono -= 10_000_000_000   # ... older than recvWindow: final
+            w.get("mm1_4_1").placed_mono -= 10_000_000_000   # ... older than recvWindow: final
             rep2 = await reconcile(t, w, ["BTCUSDT"], lambda i: "BTCUSDT", since_ms=0)
             assert rep2.resolved == {"mm1_4_1": "REJECTED"}
             assert rep.acked == ["mm1_1_1"] and w.get("mm1_1_1").status == S.NEW

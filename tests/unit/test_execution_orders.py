@@ -204,6 +204,36 @@ def test_pending_cancel_timeout(w):
     assert [a.kind for a in w.check_timeouts()] == [ActionKind.QUERY]
 
 
+def test_cancels_of_a_lost_place_do_not_restart_its_pending_clock(w):
+    """A place whose frame was lost: every target row cancels it again, each cancel is
+    refused (-2011 unknown order) and restores PENDING_NEW. The place's pending clock must
+    keep running, or the timeout query that settles the order would never come."""
+    new(w)
+    for _ in range(5):
+        w.clock.t += 30
+        w.cancel_sent("a")
+        w.apply(ev(K.CANCEL_REJECT, reason=-2011))
+        assert w.get("a").status == S.PENDING_NEW and w.get("a").unacknowledged
+    assert [a.kind for a in w.check_timeouts()] == [ActionKind.QUERY]
+    assert w.get("a").placed_mono == 5          # the grace before "final" counts from the place
+
+
+def test_unplanned_changes_are_counted_per_instrument(w):
+    """What the executor's planner did not do itself moves ``unplanned``: an order that
+    ended, an amend or a cancel the venue refused (the unchanged target is then due again)."""
+    new(w)
+    w.apply(ev(K.ACK, venue_order_id=9))
+    assert w.unplanned.get(0, 0) == 0
+    w.amend_sent("a", 101, 10)
+    w.apply(ev(K.REJECT, reason=-5022))
+    assert w.unplanned[0] == 1
+    w.cancel_sent("a")
+    w.apply(ev(K.CANCEL_REJECT, reason=-1003))
+    assert w.unplanned[0] == 2
+    w.apply(ev(K.EXPIRED))
+    assert w.unplanned[0] == 3 and w.live_orders() == []
+
+
 def test_force_status_from_query(w):
     new(w)
     r = w.force_status("a", S.CANCELED, filled_qty=0, venue_order_id=9).records[0]
