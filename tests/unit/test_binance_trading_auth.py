@@ -1,10 +1,13 @@
 """Signing against Binance's documented example, and credentials never shown."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import pickle
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from mmshm.venues.binance_usdm.auth import Signer, encode_params, load_signer, sign, signed_query, ws_signed_params
 
@@ -19,6 +22,15 @@ DOC_SIG = "3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9"
 def test_documented_signature():
     assert sign(DOC_SECRET, DOC_QUERY) == DOC_SIG
     assert Signer(DOC_KEY, DOC_SECRET).sign(DOC_QUERY) == DOC_SIG
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.text(min_size=1, max_size=150), payload=st.text(max_size=400))
+def test_signer_is_hmac_sha256_for_any_key_and_payload(secret, payload):
+    """The pre-keyed signer equals the standard library's HMAC (keys longer than the
+    64-byte block are hashed first, as RFC 2104 says)."""
+    want = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    assert Signer("k", secret).sign(payload) == want == sign(secret, payload)
 
 
 def test_signed_query_reproduces_documented_request():
