@@ -19,7 +19,9 @@ every NEW_SENT / AMEND_SENT ORDER_EVENT with the order's client id, price, quant
 ``md_seq`` its target was priced from; the md ring maps ``md_seq`` to the venue's update id
 / trade id; the venue's stamps map that id to the frame's send time. Latency = request
 received - frame sent, both CLOCK_MONOTONIC on one machine. Requests whose md event came
-from a REST snapshot or fell off the ring are counted as unlinked, not guessed.
+from a REST snapshot or fell off the ring are counted as unlinked, not guessed; so are
+requests of a target row the executor planned again later (an order of it ended or was
+refused meanwhile: a reaction to that, not to the tick).
 
 An order is only sent when a market event moves a target beyond the executor's tolerance,
 so samples are reactions to market events; a request held back by the per-instrument
@@ -225,6 +227,7 @@ def _cpu_seconds(procs: dict[str, subprocess.Popen]) -> dict[str, float]:
 def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     """One pipeline with idle strategy ``strategy``; tick-to-order samples and stage table."""
     from mmshm.execution.client_ids import parse as parse_cid
+    from mmshm.execution.session import REASON_NOT_SENT
 
     instance = f"be2e{os.getpid()}{uuid.uuid4().hex[:6]}"
     stamps = workdir / f"{instance}-stamps.json"
@@ -291,13 +294,34 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     data = json.loads(stamps.read_text())
     sent = {(k, int(i)): int(t) for k, i, t in data["sent"]}
     journal = sqlite3.connect(workdir / instance / "journal.sqlite")
-    rows = journal.execute("SELECT client_id, price, qty, md_seq FROM order_events "
-                           "WHERE kind_name IN ('NEW_SENT', 'AMEND_SENT') ORDER BY ring_id, ring_seq").fetchall()
+    # every request the executor journaled, and whether it was refused locally (a REJECT /
+    # CANCEL_REJECT with reason 1 = never sent: rate budget, breaker, no session) so that it
+    # is not matched against a later request for the same order, price and quantity
+    events = journal.execute("SELECT client_id, kind_name, reason, price, qty, md_seq FROM order_events "
+                             "ORDER BY ring_id, ring_seq").fetchall()
+    rows, last_sent = [], {}
+    for cid, kind, reason, px, qty, md_seq in events:
+        if kind in ("NEW_SENT", "AMEND_SENT"):
+            last_sent[cid] = len(rows)
+            rows.append([cid, px, qty, md_seq])
+        elif kind == "REJECT" and reason == REASON_NOT_SENT and cid in last_sent:
+            rows[last_sent.pop(cid)] = None
+    rows = [r for r in rows if r is not None]
     journal.close()
-    pending: dict[tuple[int, int, int], list[int]] = {}
+    # A target row's requests are journaled back to back; a later run of requests with the
+    # same md_seq is the executor planning that unchanged row again (an order of it ended
+    # or was refused): caused by a fill or a reject, not by the tick, so not a sample.
+    pending: dict[tuple[int, int, int], list[tuple[int, bool]]] = {}
+    seen_runs: set[int] = set()
+    prev = None
     for cid, px, qty, md_seq in rows:
-        pending.setdefault((int(cid), int(px), int(qty)), []).append(int(md_seq))
-    lat, unlinked, before = [], {"no_journal": 0, "md_not_in_ring": 0, "frame_not_stamped": 0}, 0
+        md_seq = int(md_seq)
+        first = md_seq not in seen_runs or md_seq == prev
+        seen_runs.add(md_seq)
+        prev = md_seq
+        pending.setdefault((int(cid), int(px), int(qty)), []).append((md_seq, first))
+    lat, before = [], 0
+    unlinked = {"no_journal": 0, "md_not_in_ring": 0, "frame_not_stamped": 0, "replanned_row": 0}
     for t_recv, _method, cid, price, qty in data["received"]:
         if t_recv < t0:
             before += 1
@@ -312,7 +336,10 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
         if not seqs:
             unlinked["no_journal"] += 1
             continue
-        md_seq = seqs.pop(0)
+        md_seq, first = seqs.pop(0)
+        if not first:
+            unlinked["replanned_row"] += 1
+            continue
         ref = md.get(md_seq)
         if ref is None:
             unlinked["md_not_in_ring"] += 1
