@@ -23,7 +23,7 @@ def test_bench_e2e_quick_json_shape():
     assert out["bench"] == "e2e_tick_to_order" and out["quick"] is True
     run = out["runs"]["sleep"]
     assert set(run) >= {"strategy", "tick_to_order", "stages", "unlinked", "requests_measured_window"}
-    assert set(run["unlinked"]) == {"no_journal", "md_not_in_ring", "frame_not_stamped"}
+    assert set(run["unlinked"]) == {"no_journal", "md_not_in_ring", "frame_not_stamped", "replanned_row"}
     t2o = run["tick_to_order"]
     assert "n" in t2o and (t2o["n"] == 0 or {"p50_us", "p99_us"} <= set(t2o))
     assert out["peer"]["strategy"] == "sleep"
