@@ -31,6 +31,7 @@ from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
+from mmshm._native.execplan import TooManyOrders, plan as _native_plan
 from mmshm.deferred import Deferred
 from mmshm.execution.cancel_all import CancelAllReport, cancel_all
 from mmshm.execution.client_ids import ClientIdGenerator
@@ -38,7 +39,6 @@ from mmshm.execution.diff import Actions, Amend, Cancel, Place, diff
 from mmshm.execution.orders import (FLAG_POST_ONLY, FLAG_REDUCE_ONLY, ActionKind, VenueEvent,
                                     WorkingOrders)
 from mmshm.execution.reconcile import DeadManSwitch, ReconcileReport, reconcile
-from mmshm._native.execplan import TooManyOrders, plan as _native_plan
 from mmshm.records import ORDER_EVENT, Mode, OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, ExchangeEnv,
                                                InstrumentIndex, NotSent, OrderRequest, OrderUpdate,
@@ -463,8 +463,6 @@ class ExecutionSession:
     async def _amend_answer(self, a: Amend, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
         try:
             res = await answer
-        except UnknownStatus:
-            self.counters["unknown_status"] += 1
         except BinanceError as exc:
             self._amend_failed(a, exc)
         else:

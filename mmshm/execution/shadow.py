@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import numpy as np
 
 from mmshm._native import matching as M
+from mmshm.deferred import Deferred
 from mmshm.records import OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import (InstrumentIndex, OrderRequest, OrderUpdate, Position,
                                                PostOnlyReject, Trade, UnknownOrder, VenueOrder, MinNotional)
@@ -170,14 +171,14 @@ class ShadowVenue:
     # The session's ``*_now`` surface. Nothing is written anywhere in shadow mode, so the
     # requests simply run when their results are awaited (in the order they were made).
     def place_now(self, req: OrderRequest) -> Awaitable[VenueOrder]:
-        return self.place(req)
+        return Deferred(self.place, req)
 
     def modify_now(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> Awaitable[VenueOrder]:
-        return self.modify(symbol, client_id, side, price, qty)
+        return Deferred(self.modify, symbol, client_id, side, price, qty)
 
     def cancel_now(self, symbol: str, client_id: str | None = None,
                    venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
-        return self.cancel(symbol, client_id, venue_order_id)
+        return Deferred(self.cancel, symbol, client_id, venue_order_id)
 
     async def query(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
         o = self.orders.get(client_id or "") or self._by_oid.get(venue_order_id or 0)
