@@ -12,13 +12,16 @@ process does between the segments and the session lives here:
   Without a fresh control block there are no limits, so the executor is in HALT: it sends
   no order and cancels everything;
 - the loop reads each instrument's TARGET_ROW when its seqlock version changes (or its
-  mode does) and submits it to that instrument's apply task
-  (:class:`~mmshm.execution.dispatch.ApplyDispatcher`), which calls
-  ``session.on_targets(row, mode, seen_mono, control)`` with the stricter of the global
-  and instrument modes. At most one apply per instrument is in flight (the diff must see
-  the orders the previous one sent); a row arriving meanwhile waits, only the newest is
-  kept, and it goes out as soon as the previous answers are in. Instruments run
-  concurrently, and the loop never waits for a venue answer to read the next row.
+  mode does) and submits it to the :class:`~mmshm.execution.dispatch.ApplyDispatcher`:
+  for an idle instrument it calls ``session.send_targets(row, mode, seen_mono, control)``
+  at once (with the stricter of the global and instrument modes: the requests are on the
+  socket before the loop goes on) and awaits the answers in the instrument's task. At
+  most one apply per instrument is in flight (the diff must see the orders the previous
+  one sent); a row arriving meanwhile waits, only the newest is kept, and it goes out as
+  soon as the previous answers are in. Instruments run concurrently, and the loop never
+  waits for a venue answer to read the next row. An unchanged row is planned again when
+  orders changed under it (an order ended, a request was refused), at most every
+  ``replan_ns``.
   ``session.tick()`` every ~100 ms;
 - cancel-all on every transition into HALT/FLATTEN (control block, watchdog HALT in
   ``verdicts`` row 0, SIGUSR1, a stale/missing control block, a refused publish), at
@@ -736,9 +739,10 @@ class ExecutorService:
     async def step(self, now: int) -> int:
         """One pass over the instruments: halts/flatten first, then changed targets.
 
-        A changed target row is only *submitted* here (:meth:`_apply` runs it in the
-        instrument's apply task), so a venue round trip never keeps this pass from reading
-        the other instruments' rows, nor the next row of the same instrument.
+        A changed target row is submitted here: sent at once by :meth:`_apply` when the
+        instrument has nothing in flight, else kept (the newest only) for its apply task;
+        its answers are awaited there, so a venue round trip never keeps this pass from
+        reading the other instruments' rows, nor the next row of the same instrument.
         """
         s = self.session
         d = self.dispatch
