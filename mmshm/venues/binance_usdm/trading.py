@@ -789,14 +789,14 @@ class ConnectionLost(BinanceError):
 
 
 def _write_text_now(ws: Any, payload: bytes) -> bool:
-    """Write one text frame to the socket now; False if it must go through ``ws.send``.
+    """Write one text frame to the socket now; False (nothing written) unless the
+    connection is OPEN.
 
     Why: ``websockets``' ``send`` wraps the write in an async context manager and a drain,
-    which cost more than the whole rest of an order's path to the socket. This keeps the
-    library's own framing, masking and state checks (``protocol.send_text``) and its own
-    write (``send_data``), and only leaves out the wrapper; the caller drains afterwards
-    when the transport pushes back. A connection that is not OPEN (closing, closed) takes
-    the library's path, which raises ConnectionClosed as usual.
+    which cost more than the whole rest of an order's path to the socket, and it yields to
+    the event loop. This keeps the library's own framing, masking and state checks
+    (``protocol.send_text``) and its own write (``send_data``), and only leaves out the
+    wrapper; the caller drains afterwards when the transport pushes back.
     """
     proto = getattr(ws, "protocol", None)
     if proto is None or proto.state is not _WS_OPEN or ws.transport.is_closing():
@@ -888,25 +888,14 @@ class BinanceWsApi:
                 self._ws = None
             self._fail_all("WebSocket API connection lost")
 
-    async def request(self, method: str, params: Mapping[str, object], *, signed: bool = True,
-                      cost: Cost | None = None) -> tuple[Any, int, int]:
-        """Send one request; ``(result, sent_mono, recv_mono)``. Errors as in BinanceRest."""
-        rid, fut, frame, ws = self._prepare(method, params, signed, cost)
-        write_mono = time.monotonic_ns()
-        try:
-            if not _write_text_now(ws, frame):
-                await ws.send(frame.decode())     # the library's path: waits out a closing handshake, raises
-        except (websockets.WebSocketException, AttributeError, OSError, RuntimeError) as exc:
-            raise self._not_sent(rid, exc) from None
-        return await self._answer(method, rid, fut, ws, write_mono)
-
     def send(self, method: str, params: Mapping[str, object], *, signed: bool = True,
              cost: Cost | None = None) -> Awaitable[tuple[Any, int, int]]:
-        """:meth:`request` with the frame written NOW, before this returns; the answer is
-        the returned awaitable. Why: a batch of changes is written back to back, before any
-        await lets the event loop run other work between them (and before the caller's next
-        plan could miss the orders just sent). Raises NotSent at once when nothing was
-        written (not connected, the budget or breaker refuses, the connection is closing).
+        """Send one request: the frame is written NOW, before this returns; the returned
+        awaitable gives ``(result, sent_mono, recv_mono)`` (errors as in BinanceRest). Why:
+        a batch of changes is written back to back, before any await lets the event loop
+        run other work between them (and before the caller's next plan could miss the
+        orders just sent). Raises NotSent at once when nothing was written (not connected,
+        the budget or breaker refuses, the connection is closing).
         """
         rid, fut, frame, ws = self._prepare(method, params, signed, cost)
         write_mono = time.monotonic_ns()
@@ -1015,8 +1004,12 @@ class BinanceWsApi:
     async def cancel(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
         return await self.cancel_now(symbol, client_id, venue_order_id)
 
+    def query_now(self, symbol: str, client_id: str | None = None,
+                  venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
+        return Deferred(self._order_of, self.send("order.status", _id_params(symbol, client_id, venue_order_id)))
+
     async def query(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
-        return self._order(*await self.request("order.status", _id_params(symbol, client_id, venue_order_id)))
+        return await self.query_now(symbol, client_id, venue_order_id)
 
 
 # --------------------------------------------------------------------------- gateway
@@ -1080,25 +1073,12 @@ class BinanceTrading:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _route(self, ws_call: Callable[[], Awaitable[VenueOrder]],
-                     rest_call: Callable[[], Awaitable[VenueOrder]]) -> VenueOrder:
-        if self.prefer_ws and self.ws.connected:
-            try:
-                r = await ws_call()
-                self.counters["via_ws"] += 1
-                return r
-            except NotSent as exc:
-                if self.ws.connected or "circuit" in exc.msg or "rate budget" in exc.msg:
-                    raise
-                self.counters["ws_fallbacks"] += 1   # session died before the write: REST
-        r = await rest_call()
-        self.counters["via_rest"] += 1
-        return r
-
     def _route_now(self, ws_send: Callable[[], Awaitable[VenueOrder]],
                    rest_call: Callable[[], Awaitable[VenueOrder]]) -> Awaitable[VenueOrder]:
-        """:meth:`_route` with the WebSocket frame written before this returns (the REST
-        fallback, asynchronous by nature, starts when the result is awaited)."""
+        """The WebSocket API when its session is up (the frame is written before this
+        returns), else REST (asynchronous by nature: it starts when the result is
+        awaited). A WebSocket request that could not be written because the session just
+        died goes over REST; refused by the budget or breaker, it is not sent at all."""
         if self.prefer_ws and self.ws.connected:
             try:
                 answer = ws_send()
@@ -1139,8 +1119,8 @@ class BinanceTrading:
         return await self.cancel_now(symbol, client_id, venue_order_id)
 
     async def query(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
-        return await self._route(lambda: self.ws.query(symbol, client_id, venue_order_id),
-                                 lambda: self.rest.query(symbol, client_id, venue_order_id))
+        return await self._route_now(lambda: self.ws.query_now(symbol, client_id, venue_order_id),
+                                     lambda: self.rest.query(symbol, client_id, venue_order_id))
 
     # REST-only calls, passed through
     async def place_batch(self, reqs: Sequence[OrderRequest]) -> list[VenueOrder | BinanceError]:
