@@ -96,9 +96,10 @@ class ApplyDispatcher(Generic[T]):
 
     # ------------------------------------------------------------------ submit
     def submit(self, inst: int, item: T) -> bool:
-        """Apply ``item`` for ``inst`` now, or as soon as the running apply ends.
+        """Apply ``item`` for ``inst`` now (``apply`` runs inline; a task awaits what it
+        returns), or as soon as the running apply ends.
 
-        Returns True if a task was started, False if the item waits (or was dropped
+        Returns True if it was applied now, False if the item waits (or was dropped
         because the instrument is blocked).
         """
         if self._blocked[inst]:
