@@ -54,6 +54,18 @@ def render(snap: InstanceSnapshot):
     else:
         head.append("  no watchdog verdicts", style="yellow")
     parts.append(head)
+    a = snap.account
+    if a is not None:
+        line = Text(f"account {a.asset} ({a.source}, {_age(snap, a.updated_mono)} ago): wallet {a.wallet:,.2f}  "
+                    f"margin balance {a.margin_balance:,.2f}  unrealized {a.unrealized_pnl:+,.2f}  ")
+        if a.margin_mono:
+            line.append(f"initial margin {a.initial_margin:,.2f}  maintenance {a.maint_margin:,.2f}  "
+                        f"available {a.available:,.2f} ({_age(snap, a.margin_mono)} ago)")
+        else:
+            line.append("no margin figures yet", style="yellow")
+        if a.drops:
+            line.append(f"  {a.drops} malformed updates dropped", style="yellow")
+        parts.append(line)
 
     verdicts = {(v.row - 1, v.pid): v for v in snap.verdicts}
     procs = Table(title="processes", title_justify="left")

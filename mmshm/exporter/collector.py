@@ -140,6 +140,7 @@ class SharedMemoryCollector(Collector):
         yield from self._process_metrics(snap)
         yield from self._segment_metrics(snap)
         yield from self._watchdog_metrics(snap)
+        yield from self._account_metrics(snap)
         if control_rows is not None:
             yield from self._control_metrics(control_rows)
         yield from self._latency_metrics(hists)
@@ -241,6 +242,29 @@ class SharedMemoryCollector(Collector):
         for x in snap.verdicts:
             v.add_metric([x.role, str(x.pid), "true" if x.critical else "false"], int(x.verdict))
         yield v
+
+    def _account_metrics(self, snap: InstanceSnapshot) -> Iterator:
+        """The venue account the executor publishes (``account`` table), in asset units."""
+        a = snap.account
+        if a is None:
+            return
+        for name, value, doc in (
+                ("wallet", a.wallet, "wallet balance"), ("margin_balance", a.margin_balance, "margin balance "
+                 "(wallet + unrealized: the venue's equity)"), ("unrealized_pnl", a.unrealized_pnl, "unrealized PnL"),
+                ("initial_margin", a.initial_margin, "initial margin (positions + open orders; REST figures)"),
+                ("maint_margin", a.maint_margin, "maintenance margin (REST figures)"),
+                ("available", a.available, "available balance (REST figures)")):
+            g = GaugeMetricFamily(f"mmshm_account_{name}", f"venue account: {doc}", labels=["asset"])
+            g.add_metric([a.asset], value)
+            yield g
+        age = GaugeMetricFamily("mmshm_account_age_seconds", "time since the venue account row was written",
+                                labels=["asset", "source"])
+        age.add_metric([a.asset, a.source], max(0, snap.taken_mono - a.updated_mono) / 1e9)
+        yield age
+        drops = CounterMetricFamily("mmshm_account_drops", "venue account updates refused as malformed",
+                                    labels=["asset"])
+        drops.add_metric([a.asset], a.drops)
+        yield drops
 
     def _control_metrics(self, rows) -> Iterator:
         mode = GaugeMetricFamily("mmshm_mode", "risk mode (0 normal, 1 widen, 2 reduce-only, 3 halt, 4 flatten)",

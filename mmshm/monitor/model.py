@@ -78,6 +78,22 @@ class VerdictInfo:
 
 
 @dataclass
+class AccountInfo:
+    """The venue account the executor publishes (``account`` table, row 0), in asset units."""
+    asset: str
+    source: str          # STREAM | REST | NONE: where the latest figures came from
+    wallet: float
+    margin_balance: float
+    unrealized_pnl: float
+    initial_margin: float
+    maint_margin: float
+    available: float
+    updated_mono: int
+    margin_mono: int     # 0: no margin figures yet (they come from REST only)
+    drops: int           # updates refused as malformed
+
+
+@dataclass
 class InstanceSnapshot:
     instance: str
     taken_mono: int
@@ -88,6 +104,7 @@ class InstanceSnapshot:
     halt_reason: str = ""
     halt_since_mono: int = 0
     watchdog_checked_mono: int = 0
+    account: AccountInfo | None = None
     errors: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -131,5 +148,8 @@ class InstanceSnapshot:
             "processes": procs,
             "segments": segs,
             "verdicts": verdicts,
+            "account": None if self.account is None else {
+                **asdict(self.account), "age_s": age(self.account.updated_mono),
+                "margin_age_s": age(self.account.margin_mono)},
             "errors": list(self.errors),
         }

@@ -15,8 +15,9 @@ import numpy as np
 
 from mmshm.agent.counters import named_counters
 from mmshm.agent.proctable import PROCS_SEGMENT, VERDICTS_SEGMENT, ProcessTable, VerdictTable, process_alive
-from mmshm.monitor.model import InstanceSnapshot, ProcessInfo, ReaderInfo, SegmentInfo, VerdictInfo
-from mmshm.records import ProcState, Verdict
+from mmshm.execution.account import ACCOUNT_SEGMENT, AccountTable
+from mmshm.monitor.model import AccountInfo, InstanceSnapshot, ProcessInfo, ReaderInfo, SegmentInfo, VerdictInfo
+from mmshm.records import FEE_SCALE, AccountSource, ProcState, Verdict
 from mmshm.shm import segment as segmod
 
 
@@ -49,6 +50,7 @@ class SnapshotReader:
         self._segments: dict[str, tuple[int, segmod.Segment]] = {}  # name -> (inode, segment)
         self._procs: ProcessTable | None = None
         self._verdicts: VerdictTable | None = None
+        self._account: AccountTable | None = None
         self._table_inodes: dict[str, int | None] = {}
 
     # ------------------------------------------------------------------ discovery
@@ -90,8 +92,9 @@ class SnapshotReader:
             self._segments[name] = (inode, seg)
 
     def _tables(self) -> None:
-        """(Re-)attach the procs and verdicts tables; re-attach when their file was replaced."""
-        for attr, name, cls in (("_procs", PROCS_SEGMENT, ProcessTable), ("_verdicts", VERDICTS_SEGMENT, VerdictTable)):
+        """(Re-)attach the procs, verdicts and account tables; re-attach when a file was replaced."""
+        for attr, name, cls in (("_procs", PROCS_SEGMENT, ProcessTable), ("_verdicts", VERDICTS_SEGMENT, VerdictTable),
+                                ("_account", ACCOUNT_SEGMENT, AccountTable)):
             table = getattr(self, attr)
             inode = self._segments[name][0] if name in self._segments else None
             if table is not None and self._table_inodes.get(name) != inode:
@@ -120,6 +123,11 @@ class SnapshotReader:
             snap.processes = self._process_infos()
         if self._verdicts is not None:
             self._verdict_infos(snap)
+        if self._account is not None:
+            try:
+                snap.account = self._account_info()
+            except (segmod.ShmError, ValueError) as exc:     # mid-write for too long
+                errors.append(f"account: {exc}")
         # Taken after reading: no heartbeat read above is newer than "now" (ages are >= 0).
         snap.taken_mono = self._clock()
         return snap
@@ -202,14 +210,32 @@ class SnapshotReader:
                 reason=_text(row["reason"]),
             ))
 
+    def _account_info(self) -> AccountInfo | None:
+        assert self._account is not None
+        row = self._account.read(0)
+        if row is None:
+            return None
+        src = int(row["source"])
+
+        def money(field: str) -> float:
+            return int(row[field]) / FEE_SCALE
+
+        return AccountInfo(
+            asset=_text(row["asset"]),
+            source=AccountSource(src).name if src in AccountSource._value2member_map_ else str(src),
+            wallet=money("wallet_balance"), margin_balance=money("margin_balance"),
+            unrealized_pnl=money("unrealized_pnl"), initial_margin=money("initial_margin"),
+            maint_margin=money("maint_margin"), available=money("available_balance"),
+            updated_mono=int(row["updated_mono"]), margin_mono=int(row["margin_mono"]), drops=int(row["drops"]))
+
     def close(self) -> None:
         for _inode, seg in self._segments.values():
             seg.close()
         self._segments.clear()
-        for table in (self._procs, self._verdicts):
+        for table in (self._procs, self._verdicts, self._account):
             if table is not None:
                 table.close()
-        self._procs = self._verdicts = None
+        self._procs = self._verdicts = self._account = None
 
     def __enter__(self) -> "SnapshotReader":
         return self

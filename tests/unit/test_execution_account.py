@@ -330,3 +330,24 @@ def test_writer_refuses_bad_setup(instance):
             AccountWriter(t, interval_s=0)
     finally:
         t.close()
+
+
+def test_status_snapshot_shows_the_account(writer, instance):
+    """``mmshm status`` (its snapshot, JSON and rendering) shows the venue account."""
+    from rich.console import Console
+
+    from mmshm.cli.status import render
+    from mmshm.monitor.snapshot import take_snapshot
+
+    assert take_snapshot(instance).account is None          # table there, never written
+    assert writer.on_rest_account(REST)
+    snap = take_snapshot(instance)
+    a = snap.account
+    assert a is not None and a.asset == "USDT" and a.source == "REST"
+    assert a.wallet == 23.72469206 and a.initial_margin == 5.0 and a.available == 17.22469206
+    doc = snap.to_json()["account"]
+    assert doc["margin_balance"] == 22.22469206 and "age_s" in doc and "margin_age_s" in doc
+    console = Console(width=200, record=True)
+    console.print(render(snap))
+    text = console.export_text()
+    assert "account USDT (REST" in text and "initial margin 5.00" in text

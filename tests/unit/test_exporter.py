@@ -142,6 +142,31 @@ def test_control_block_and_watchdog_verdicts(instance, world):
         verdicts.close()
 
 
+def test_venue_account_gauges(instance):
+    """The executor's ``account`` row is exported in the margin asset's units."""
+    from mmshm.execution.account import AccountWriter
+
+    acct = AccountWriter.create(instance, venue=1, asset="USDT")
+    try:
+        col = SharedMemoryCollector(instance)
+        try:
+            assert "mmshm_account_wallet" not in scrape(col)            # never written: nothing exported
+            assert acct.on_rest_account({"totalWalletBalance": "1000.5", "totalUnrealizedProfit": "-2.5",
+                                         "totalMarginBalance": "998", "totalInitialMargin": "40",
+                                         "totalMaintMargin": "4", "availableBalance": "958",
+                                         "totalCrossWalletBalance": "1000.5", "assets": []})
+            f = scrape(col)
+        finally:
+            col.close()
+        assert sample(f, "mmshm_account_wallet", asset="USDT") == 1000.5
+        assert sample(f, "mmshm_account_margin_balance", asset="USDT") == 998
+        assert sample(f, "mmshm_account_initial_margin", asset="USDT") == 40
+        assert sample(f, "mmshm_account_age_seconds", asset="USDT", source="REST") >= 0
+        assert sample(f, "mmshm_account_drops", "mmshm_account_drops_total", asset="USDT") == 0
+    finally:
+        acct.close(unlink=True)
+
+
 def test_latency_histograms_in_shared_memory(instance):
     assert [bucket_of(x) for x in (0, 999, 1000, 1999, 2000, 3999, 4000, 10**12)] == [0, 0, 1, 1, 2, 2, 3,
                                                                                       LATENCY_BUCKETS - 1]
