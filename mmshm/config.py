@@ -310,6 +310,10 @@ class ExecutorConfig:
     breaker_backoff_max_s: float = _f(30.0, "longest breaker backoff", gt=0)
     control_stale_ms: int = _f(1000, "control block heartbeat older than this = no limits: HALT, cancel all", ge=1)
     tick_interval_ms: int = _f(100, "housekeeping period (timeouts, reconnect, reconcile)", ge=1)
+    halt_drain_ms: int = _f(500, "on HALT/FLATTEN/stop, the longest wait for the requests in flight "
+                            "before the cancel-all (then they are cut and the cancel-all repeats)", ge=0)
+    replan_ms: int = _f(250, "an unchanged target is planned again at most this often when orders "
+                        "changed under it (an order ended, a request was refused)", ge=1)
 
 
 RoleTimeouts = _roles_table(

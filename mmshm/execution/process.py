@@ -21,7 +21,7 @@ process does between the segments and the session lives here:
   soon as the previous answers are in. Instruments run concurrently, and the loop never
   waits for a venue answer to read the next row. An unchanged row is planned again when
   orders changed under it (an order ended, a request was refused), at most every
-  ``replan_ns``.
+  ``executor.replan_ms``.
   ``session.tick()`` every ~100 ms;
 - cancel-all on every transition into HALT/FLATTEN (control block, watchdog HALT in
   ``verdicts`` row 0, SIGUSR1, a stale/missing control block, a refused publish), at
@@ -29,7 +29,7 @@ process does between the segments and the session lives here:
   ``session.stop(cancel=True)``); FLATTEN then closes the position with reduce-only
   market orders of at most the control row's ``max_order_qty``. Before each of these
   cancel-alls the affected instruments' applies are blocked (waiting rows dropped, none
-  started while halted) and drained: awaited up to ``halt_drain_s``, then cancelled;
+  started while halted) and drained: awaited up to ``executor.halt_drain_ms``, then cancelled;
 - heartbeat, named counters and sd_notify from an asyncio task, so a venue request that
   takes seconds never makes the executor look hung while its event loop is alive;
 - idle: a :class:`~mmshm.execution.watcher.RowWatcher` thread reads the targets/control/
@@ -118,14 +118,15 @@ class ServiceOptions:
     busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
     watch: bool = True                  # idle waits on a RowWatcher (park idle.hot_max_park_ns);
                                         # False: back off with asyncio sleeps (ms timer granularity)
-    halt_drain_s: float = 0.5           # longest wait for in-flight applies before a halt's or the
+    halt_drain_s: float | None = None   # longest wait for in-flight applies before a halt's or the
                                         # stop's cancel-all; still running then: cancelled. An answer
                                         # takes ms; a venue that has not answered in 0.5 s is stuck,
                                         # and the halt must not wait for its timeout (the watchdog
-                                        # path promises a cancel-all within 1 s)
-    replan_ns: int = 250_000_000        # an unchanged target row is planned again at most this often
+                                        # path promises a cancel-all within 1 s). None: executor.halt_drain_ms
+    replan_ns: int | None = None        # an unchanged target row is planned again at most this often
                                         # when orders changed under it (a lost place replaced; a
-                                        # venue refusing the same request is retried no faster)
+                                        # venue refusing the same request is retried no faster).
+                                        # None: executor.replan_ms
 
 
 class ExecutorService:
@@ -143,6 +144,10 @@ class ExecutorService:
         self.instance = cfg.instance
         self.flags = flags or sig.SignalFlags()
         self.opt = options or ServiceOptions()
+        if self.opt.halt_drain_s is None:
+            self.opt.halt_drain_s = cfg.executor.halt_drain_ms / 1000
+        if self.opt.replan_ns is None:
+            self.opt.replan_ns = cfg.executor.replan_ms * 1_000_000
         # the role's idle strategy, in asyncio terms: busy = never sleep; yield = spin (yielding
         # to the loop's other tasks) for idle.spins passes, then back off; sleep = back off at once
         if cfg.idle.executor == "busy":
