@@ -13,69 +13,23 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
-
-import orjson
 
 from mmshm.records import CONTROL_ROW
 from mmshm.shm import SeqlockTable
 from mmshm.shm.segment import ShmError
+from procutil import UpChild
 
 
+class Up(UpChild):
+    """`mmshm up --profile ci --json` for one test instance, and what the end-to-end tests read."""
 
-class Up:
-    """`mmshm up --profile ci --json` for one test instance; its JSON lines collected by a thread."""
+    event_timeout = 30.0
 
     def __init__(self, spawn, instance: str, tmp: Path, *extra: str) -> None:
-        self.instance = instance
-        self.tmp = tmp
-        argv = [sys.executable, "-m", "mmshm", "up", "--profile", "ci", "--instance", instance, "--json",
-                "--log-dir", str(tmp / "logs"), "--set", f"state_dir={tmp}", "--status-interval", "2", *extra]
-        self.proc = spawn(argv)
-        self.lines: list[dict] = []
-        self.stderr = b""
-        self._cond = threading.Condition()
-        self._threads = [threading.Thread(target=self._read, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True)]
-        for t in self._threads:
-            t.start()
+        super().__init__(spawn, instance, tmp, "--status-interval", "2", *extra)
         self.control_url = ""
-
-    def _read(self) -> None:
-        for raw in iter(self.proc.stdout.readline, b""):
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                rec = {"type": "text", "msg": raw.decode(errors="replace")}
-            with self._cond:
-                self.lines.append(rec)
-                self._cond.notify_all()
-
-    def _read_err(self) -> None:
-        self.stderr = self.proc.stderr.read()
-
-    def events(self, event: str, **match) -> list[dict]:
-        with self._cond:
-            return [r for r in self.lines if r.get("event") == event
-                    and all(r.get(k) == v for k, v in match.items())]
-
-    def wait(self, pred, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = pred()
-            if value:
-                return value
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"timed out waiting for {what}; rc={self.proc.poll()} "
-                                     f"lines={self.lines[-12:]} stderr={self.stderr[-2000:]!r}")
-            time.sleep(0.05)
-
-    def wait_event(self, event: str, timeout: float = 30.0, after: int = 0, **match) -> dict:
-        return self.wait(lambda: next(iter(self.events(event, **match)[after:]), None), timeout,
-                         f"event {event} {match}")
 
     def start(self, timeout: float = 60.0) -> None:
         """Wait for the venue's URLs and every role ready (the exporter is the last one)."""

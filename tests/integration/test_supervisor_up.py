@@ -7,66 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 
 from mmshm.agent.proctable import ProcessTable
 from mmshm.supervisor.roles import STOP_ORDER, select_roles
-from procutil import instance_segments, pid_gone
-
-
-
-class Up:
-    """`mmshm up --json` as a child; its JSON lines collected by a thread."""
-
-    def __init__(self, spawn, instance: str, tmp: Path, *extra: str) -> None:
-        argv = [sys.executable, "-m", "mmshm", "up", "--profile", "ci", "--instance", instance, "--json",
-                "--log-dir", str(tmp / "logs"), "--set", f"state_dir={tmp}", *extra]
-        self.proc = spawn(argv)
-        self.lines: list[dict] = []
-        self.stderr = b""
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read(self) -> None:
-        for raw in iter(self.proc.stdout.readline, b""):
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                rec = {"type": "text", "msg": raw.decode(errors="replace")}
-            with self._cond:
-                self.lines.append(rec)
-                self._cond.notify_all()
-
-    def _read_err(self) -> None:
-        self.stderr = self.proc.stderr.read()
-
-    def events(self, event: str, **match) -> list[dict]:
-        with self._cond:
-            return [r for r in self.lines if r.get("event") == event
-                    and all(r.get(k) == v for k, v in match.items())]
-
-    def wait(self, pred, timeout: float = 20.0, what: str = ""):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                value = pred()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not value:
-                    raise AssertionError(f"timed out waiting for {what}; rc={self.proc.poll()} "
-                                         f"lines={self.lines[-15:]} stderr={self.stderr[-2000:]!r}")
-                self._cond.wait(min(left, 0.2))
-
-    def wait_event(self, event: str, timeout: float = 20.0, after: int = 0, **match) -> dict:
-        return self.wait(lambda: next(iter(self.events(event, **match)[after:]), None), timeout,
-                         f"event {event} {match}")
+from procutil import UpChild as Up, instance_segments, pid_gone
 
 
 @pytest.mark.timeout(60)
