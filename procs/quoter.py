@@ -18,7 +18,7 @@ import time
 from typing import Sequence
 
 from mmshm.agent.runner import run_role
-from mmshm.agent.program import run_program
+from mmshm.agent.program import cannot_start, run_program
 from mmshm.config import Config, add_config_arguments, quoter_params_kwargs
 from mmshm.records import BOOK_ROW, CONTROL_ROW, INSTRUMENT_ROW, MARKET_EVENT, TARGET_ROW
 from mmshm.shm import BroadcastReader, SegmentInUse, SegmentMismatch, SeqlockTable
@@ -130,10 +130,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             if latency is not None:
                 latency.close()
     except (SegmentWaitTimeout, SegmentMismatch, SegmentInUse, KeyError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"quoter: {msg}", file=sys.stderr)
-        log.error("quoter cannot start", extra={"error": str(msg)})
-        return 2
+        return cannot_start(ROLE, exc, log)
     finally:
         for t in owned:
             t.unlink()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mmshm.agent.runner import run_role
-from mmshm.agent.program import run_program
+from mmshm.agent.program import cannot_start, run_program
 from mmshm.config import Config, add_config_arguments, instrument_risk_kwargs, risk_params_kwargs
 from mmshm.execution.account import AccountTable
 from mmshm.records import BOOK_ROW, CONTROL_ROW, INSTRUMENT_ROW, ORDER_EVENT
@@ -125,10 +125,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             if agent.orders is not None:
                 agent.orders.close()
     except (SegmentWaitTimeout, SegmentMismatch, SegmentInUse, ShmError, KeyError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"risk: {msg}", file=sys.stderr)
-        log.error("risk cannot start", extra={"error": str(msg)})
-        return 2
+        return cannot_start(ROLE, exc, log)
     finally:
         if control is not None:
             control.unlink()

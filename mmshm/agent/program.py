@@ -9,6 +9,7 @@ thinking it crashed); everything else is the body's own exit code.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Sequence
 
@@ -23,6 +24,15 @@ def usage_error(role: str, problem: object) -> int:
     """Report a configuration/usage problem the way every process does; returns EXIT_USAGE."""
     print(f"{role}: {problem}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def cannot_start(role: str, exc: BaseException, logger: logging.Logger) -> int:
+    """A process that cannot start (a segment missing, of another version, owned, a bad
+    value): logged on the role's ``logger`` and reported as :func:`usage_error`, so it is
+    not restarted in a loop. A KeyError's message is its argument, not its quoted repr."""
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    logger.error(f"{role} cannot start", extra={"error": str(msg)})
+    return usage_error(role, msg)
 
 
 def run_program(role: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
