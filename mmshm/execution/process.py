@@ -974,7 +974,7 @@ _APPLYING: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.Con
 class _RowAnswers:
     """The answers of one target row's requests, awaitable; awaiting them puts the row's
     stage stamps in the awaiting task's context, where the seen→send samples (recorded as
-    the answers come in) read them. ``close`` closes what was never awaited."""
+    the answers come in) read them."""
 
     __slots__ = ("answers", "stamps")
 
@@ -985,11 +985,6 @@ class _RowAnswers:
     def __await__(self):
         _APPLYING.set(self.stamps)
         return self.answers.__await__()
-
-    def close(self) -> None:
-        close = getattr(self.answers, "close", None)
-        if close is not None:
-            close()
 
 
 class _SendLatency(deque):

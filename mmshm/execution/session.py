@@ -398,16 +398,8 @@ class ExecutionSession:
                     S.EXPIRED: K.EXPIRED}.get(res.status, K.ACK)
             # a fill in the answer is left to the stream / userTrades (they carry trade ids)
             self._emit(self.working.apply(res.to_event(kind or K.ACK)).records)
-        elif isinstance(res, NotSent):
-            self.counters["not_sent"] += 1
-            self._emit(self.working.apply(VenueEvent(K.REJECT, cid, reason=REASON_NOT_SENT,
-                                                     local_ts=time.time_ns())).records)
-        elif isinstance(res, UnknownStatus):
-            self.counters["unknown_status"] += 1      # stays PENDING_NEW: the timeout queries it
         elif isinstance(res, BinanceError):
-            self.counters["rejects"] += 1
-            self._emit(self.working.apply(VenueEvent(K.REJECT, cid, reason=max(-32768, res.code),
-                                                     local_ts=time.time_ns())).records)
+            self._refused(cid, res)
         else:
             raise res
 
@@ -456,7 +448,7 @@ class ExecutionSession:
         try:
             answer = self.trading.modify_now(self._symbol(a.instrument), a.client_id, a.side, a.price, a.qty)
         except BinanceError as exc:
-            self._amend_failed(a, exc)
+            self._refused(a.client_id, exc)
             return None
         return Deferred(self._amend_answer, a, answer, seen_mono)
 
@@ -464,19 +456,21 @@ class ExecutionSession:
         try:
             res = await answer
         except BinanceError as exc:
-            self._amend_failed(a, exc)
+            self._refused(a.client_id, exc)
         else:
             self.working.set_sent_mono(a.client_id, res.sent_mono)
             self._latency(seen_mono, res.sent_mono)
             self._emit(self.working.apply(res.to_event(K.AMENDED)).records)
 
-    def _amend_failed(self, a: Amend, exc: BinanceError) -> None:
+    def _refused(self, cid: str, exc: BinanceError) -> None:
+        """A place or amend the venue refused or that was never sent: a REJECT (the order
+        rejected, or an amend's order as it was). An unknown outcome may have executed: it
+        stays pending and the pending timeout queries it."""
         if isinstance(exc, UnknownStatus):
-            self.counters["unknown_status"] += 1     # may have executed: the pending timeout queries it
+            self.counters["unknown_status"] += 1
             return
-        reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
         self.counters["not_sent" if isinstance(exc, NotSent) else "rejects"] += 1
-        self._emit(self.working.apply(VenueEvent(K.REJECT, a.client_id, reason=reason,
+        self._emit(self.working.apply(VenueEvent(K.REJECT, cid, reason=_reject_reason(exc),
                                                  local_ts=time.time_ns())).records)
 
     def _cancel_now(self, c: Cancel) -> Awaitable[None] | None:
@@ -507,8 +501,7 @@ class ExecutionSession:
         elif isinstance(exc, UnknownStatus):
             self.counters["unknown_status"] += 1
         else:
-            reason = REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
-            self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=reason,
+            self._emit(self.working.apply(VenueEvent(K.CANCEL_REJECT, c.client_id, reason=_reject_reason(exc),
                                                      local_ts=time.time_ns())).records)
 
     # ------------------------------------------------------------------ venue reports
@@ -633,6 +626,11 @@ class ExecutionSession:
         rec["local_ts"] = time.time_ns()
         rec["event_mono"] = time.monotonic_ns()
         return rec
+
+
+def _reject_reason(exc: BinanceError) -> int:
+    """ORDER_EVENT.reason of a refusal: the venue's code (int16), or REASON_NOT_SENT."""
+    return REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
 
 
 async def _all_answers(answers: list[Awaitable[None]]) -> None:

@@ -995,21 +995,9 @@ class BinanceWsApi:
                    venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
         return Deferred(self._order_of, self.send("order.cancel", _id_params(symbol, client_id, venue_order_id)))
 
-    async def place(self, req: OrderRequest) -> VenueOrder:
-        return await self.place_now(req)
-
-    async def modify(self, symbol: str, client_id: str, side: Side, price: int, qty: int) -> VenueOrder:
-        return await self.modify_now(symbol, client_id, side, price, qty)
-
-    async def cancel(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
-        return await self.cancel_now(symbol, client_id, venue_order_id)
-
     def query_now(self, symbol: str, client_id: str | None = None,
                   venue_order_id: int | None = None) -> Awaitable[VenueOrder]:
         return Deferred(self._order_of, self.send("order.status", _id_params(symbol, client_id, venue_order_id)))
-
-    async def query(self, symbol: str, client_id: str | None = None, venue_order_id: int | None = None) -> VenueOrder:
-        return await self.query_now(symbol, client_id, venue_order_id)
 
 
 # --------------------------------------------------------------------------- gateway
