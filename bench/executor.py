@@ -204,18 +204,13 @@ def breakdown(n: int) -> dict:
             table.read(0)
             lat[i] = clock() - t0
         res["seqlock_read_target"] = pct(lat)
-        for i in range(n):
-            row["bid_px"][0] = 490_001 + (i % 2)
-            t0 = clock()
-            s.plan(row, Mode.NORMAL, ctl)
-            lat[i] = clock() - t0
-        res["plan_diff_limits"] = pct(lat)
-        for i in range(n):
-            row["bid_px"][0] = 490_001 + (i % 2)
-            t0 = clock()
-            s.plan_py(row, Mode.NORMAL, ctl)
-            lat[i] = clock() - t0
-        res["plan_diff_limits_python_peer"] = pct(lat)
+        for name, plan in (("plan_diff_limits", s.plan), ("plan_diff_limits_python_peer", s.plan_py)):
+            for i in range(n):
+                row["bid_px"][0] = 490_001 + (i % 2)
+                t0 = clock()
+                plan(row, Mode.NORMAL, ctl)
+                lat[i] = clock() - t0
+            res[name] = pct(lat)
         res["plan_speedup_over_python"] = res["plan_diff_limits_python_peer"]["p50_ns"] / res["plan_diff_limits"]["p50_ns"]
         for i in range(n):
             t0 = clock()
