@@ -141,7 +141,9 @@ class RestApi:
         return handler
 
     async def _params(self, request: web.Request) -> tuple[str, dict]:
-        qs = request.query_string
+        # the query string as it came over the wire (aiohttp's ``query_string`` is decoded):
+        # Binance signs totalParams exactly as sent, percent-encoding included
+        qs = request.rel_url.raw_query_string
         body = ""
         if request.method in ("POST", "PUT", "DELETE") and request.can_read_body:
             body = await request.text()
