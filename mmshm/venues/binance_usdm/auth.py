@@ -68,6 +68,11 @@ class Signer:
     def __reduce__(self):  # never pickle a secret into another process by accident
         raise TypeError("Signer cannot be pickled")
 
+    def keyed_sha256(self) -> tuple["hashlib._Hash", "hashlib._Hash"]:
+        """Copies of the keyed inner and outer SHA-256 states, for the native frame encoder
+        (``mmshm._native.wsorder``), which signs every order request with them."""
+        return self._inner.copy(), self._outer.copy()
+
     def sign(self, payload: str) -> str:
         """Hex HMAC-SHA256 of ``payload`` with the secret."""
         inner = self._inner.copy()
