@@ -211,8 +211,12 @@ class RateBudget:
         Runs in C (``mmshm._native.ratebudget``; every order request passes here);
         :meth:`_acquire_py` is the same in Python, the reference the tests compare with.
         """
-        with self._lock():
-            wait = _native_acquire(self.words, cost.weight, cost.orders, self._clock(), *_WORD_OFFSETS)
+        lock = self._lock
+        if isinstance(lock, _FlockGuard) and lock.depth == 0:   # the debit takes the flock itself
+            wait = _native_acquire(self.words, cost.weight, cost.orders, self._clock(), *_WORD_OFFSETS, lock.fd)
+        else:
+            with lock():
+                wait = _native_acquire(self.words, cost.weight, cost.orders, self._clock(), *_WORD_OFFSETS)
         if wait:
             raise RateLimited(f"rate budget refuses weight={cost.weight} orders={cost.orders}", wait)
 
