@@ -43,7 +43,7 @@ from mmshm.records import ORDER_EVENT, Mode, OrderEventKind as K, OrderStatus as
 from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, ExchangeEnv,
                                                InstrumentIndex, NotSent, OrderRequest, OrderUpdate,
                                                StreamStatus, UnknownOrder, UnknownStatus, UserStream,
-                                               VenueOrder)
+                                               VenueOrder, WsOrderBatch)
 
 log = logging.getLogger("mmshm.execution.session")
 
@@ -284,17 +284,59 @@ class ExecutionSession:
             self.counters["would_send"] += acts.n_orders
             return acts, None
         reduce_only = mode == Mode.REDUCE_ONLY
-        jobs = [self._cancel_now(c) for c in acts.cancels]
-        jobs += [self._amend_now(a, seen_mono) for a in acts.amends]
-        if self.trading.ws.connected or len(acts.places) <= 1:
-            jobs += [self._place_now(p, seen_mono, reduce_only) for p in acts.places]
+        batch = self.trading.ws_batch()
+        if batch is not None:
+            jobs = self._send_ws_batch(batch, acts, seen_mono, reduce_only)
         else:
-            for i in range(0, len(acts.places), 5):
-                jobs.append(self._place_batch(acts.places[i:i + 5], seen_mono, reduce_only))
+            jobs = None
+        if jobs is None:                             # REST, or the session died under the write
+            jobs = [self._cancel_now(c) for c in acts.cancels]
+            jobs += [self._amend_now(a, seen_mono) for a in acts.amends]
+            if self.trading.ws.connected or len(acts.places) <= 1:
+                jobs += [self._place_now(p, seen_mono, reduce_only) for p in acts.places]
+            else:
+                for i in range(0, len(acts.places), 5):
+                    jobs.append(self._place_batch(acts.places[i:i + 5], seen_mono, reduce_only))
         jobs = [j for j in jobs if j is not None]
         if not jobs:
             return acts, None
         return acts, (jobs[0] if len(jobs) == 1 else Deferred(_all_answers, jobs))
+
+    def _send_ws_batch(self, batch: WsOrderBatch, acts: Actions, seen_mono: int,
+                       reduce_only: bool) -> list[Awaitable[None] | None] | None:
+        """Every request of ``acts`` framed and written in ONE socket write, THEN registered
+        in the state machine (ORDER_EVENTs published) and given its answer handling.
+
+        Why the write comes first: it is the latency that counts, and nothing can observe
+        the order between the two (the answers and the venue's reports are read by the
+        event loop, which does not run before this returns). A process killed in between
+        leaves an order the journal never saw: start-up reconciliation cancels it and
+        reports it (unknown venue order), as for any order of a crashed run.
+        None: nothing was written (the connection closed meanwhile); the caller then sends
+        the same actions the per-request way (REST when the session is down)."""
+        cancels = [(c, batch.cancel(c.instrument, c.client_id)) for c in acts.cancels]
+        amends = [(a, batch.modify(a.instrument, a.client_id, a.side, a.price, a.qty))
+                  for a in acts.amends if self.working.get(a.client_id) is not None]
+        places = []
+        for p in acts.places:
+            cid, num = self.ids.next(p.md_seq)
+            req = OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
+                               post_only=self.cfg.post_only, reduce_only=reduce_only)
+            places.append((p, num, req, batch.place(p.instrument, req)))
+        if not batch.write() and not self.trading.ws.connected:
+            return None
+        self.trading.counters["via_ws"] += len(batch.frames)
+        jobs: list[Awaitable[None] | None] = []
+        for c, slot in cancels:
+            self._register_cancel(c)
+            jobs.append(self._cancel_outcome(c, batch.outcome(slot)))
+        for a, slot in amends:
+            self._register_amend(a)
+            jobs.append(self._amend_outcome(a, batch.outcome(slot), seen_mono))
+        for p, num, req, slot in places:
+            self._register_place(p, req, num)
+            jobs.append(self._place_outcome(req, batch.outcome(slot), seen_mono))
+        return jobs
 
     def _within_requote_budget(self, inst: int, acts: Actions, now_mono: int) -> None:
         """Per-instrument token bucket on places + amends (cancels always go: they only
@@ -383,11 +425,16 @@ class ExecutionSession:
 
     def _new_order(self, p: Place, reduce_only: bool) -> OrderRequest:
         cid, num = self.ids.next(p.md_seq)
-        flags = (FLAG_POST_ONLY if self.cfg.post_only else 0) | (FLAG_REDUCE_ONLY if reduce_only else 0)
-        self._emit([self.working.new_sent(client_id=cid, cid_num=num, instrument=p.instrument, side=p.side,
-                                          price=p.price, qty=p.qty, md_seq=p.md_seq, flags=flags)])
-        return OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
-                            post_only=self.cfg.post_only, reduce_only=reduce_only)
+        req = OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
+                           post_only=self.cfg.post_only, reduce_only=reduce_only)
+        self._register_place(p, req, num)
+        return req
+
+    def _register_place(self, p: Place, req: OrderRequest, cid_num: int) -> None:
+        flags = (FLAG_POST_ONLY if req.post_only else 0) | (FLAG_REDUCE_ONLY if req.reduce_only else 0)
+        self._emit([self.working.new_sent(client_id=req.client_id, cid_num=cid_num, instrument=p.instrument,
+                                          side=p.side, price=p.price, qty=p.qty, md_seq=p.md_seq, flags=flags)])
+        self.counters["places"] += 1
 
     def _on_new_result(self, req: OrderRequest, res: VenueOrder | BaseException, seen_mono: int) -> None:
         cid = req.client_id
@@ -406,13 +453,14 @@ class ExecutionSession:
     def _place_now(self, p: Place, seen_mono: int, reduce_only: bool) -> Awaitable[None] | None:
         """Register and send one new order; the answer's handling, or None if nothing was sent."""
         req = self._new_order(p, reduce_only)
-        self.counters["places"] += 1
-        try:
-            answer = self.trading.place_now(req)
-        except BinanceError as exc:
-            self._on_new_result(req, exc, seen_mono)
+        return self._place_outcome(req, _sent_or_refused(self.trading.place_now, req), seen_mono)
+
+    def _place_outcome(self, req: OrderRequest, sent: Awaitable[VenueOrder] | BinanceError,
+                       seen_mono: int) -> Awaitable[None] | None:
+        if isinstance(sent, BinanceError):
+            self._on_new_result(req, sent, seen_mono)
             return None
-        return Deferred(self._place_answer, req, answer, seen_mono)
+        return Deferred(self._place_answer, req, sent, seen_mono)
 
     async def _place_answer(self, req: OrderRequest, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
         try:
@@ -424,7 +472,6 @@ class ExecutionSession:
     def _place_batch(self, places: list[Place], seen_mono: int, reduce_only: bool) -> Awaitable[None]:
         """Register now; send as one REST batch when awaited (the WebSocket API has no batch)."""
         reqs = [self._new_order(p, reduce_only) for p in places]
-        self.counters["places"] += len(reqs)
         return Deferred(self._place_batch_answers, reqs, seen_mono)
 
     async def _place_batch_answers(self, reqs: list[OrderRequest], seen_mono: int) -> None:
@@ -437,20 +484,26 @@ class ExecutionSession:
 
     def _amend_now(self, a: Amend, seen_mono: int) -> Awaitable[None] | None:
         """Register and send one amend; the answer's handling, or None if nothing was sent."""
-        o = self.working.get(a.client_id)
-        if o is None:
+        if self.working.get(a.client_id) is None:
             return None
+        self._register_amend(a)
+        sent = _sent_or_refused(self.trading.modify_now, self._symbol(a.instrument), a.client_id,
+                                a.side, a.price, a.qty)
+        return self._amend_outcome(a, sent, seen_mono)
+
+    def _register_amend(self, a: Amend) -> None:
         sent = self.working.amend_sent(a.client_id, a.price, a.qty)
         for rec in sent.records:
             rec["md_seq"] = a.md_seq     # the new price's market data (the journal attributes amends by it)
         self._emit(sent.records)
         self.counters["amends"] += 1
-        try:
-            answer = self.trading.modify_now(self._symbol(a.instrument), a.client_id, a.side, a.price, a.qty)
-        except BinanceError as exc:
-            self._refused(a.client_id, exc)
+
+    def _amend_outcome(self, a: Amend, sent: Awaitable[VenueOrder] | BinanceError,
+                       seen_mono: int) -> Awaitable[None] | None:
+        if isinstance(sent, BinanceError):
+            self._refused(a.client_id, sent)
             return None
-        return Deferred(self._amend_answer, a, answer, seen_mono)
+        return Deferred(self._amend_answer, a, sent, seen_mono)
 
     async def _amend_answer(self, a: Amend, answer: Awaitable[VenueOrder], seen_mono: int) -> None:
         try:
@@ -475,14 +528,19 @@ class ExecutionSession:
 
     def _cancel_now(self, c: Cancel) -> Awaitable[None] | None:
         """Register and send one cancel; the answer's handling, or None if nothing was sent."""
+        self._register_cancel(c)
+        return self._cancel_outcome(c, _sent_or_refused(self.trading.cancel_now, self._symbol(c.instrument),
+                                                        c.client_id))
+
+    def _register_cancel(self, c: Cancel) -> None:
         self._emit(self.working.cancel_sent(c.client_id).records)
         self.counters["cancels"] += 1
-        try:
-            answer = self.trading.cancel_now(self._symbol(c.instrument), c.client_id)
-        except BinanceError as exc:
-            self._cancel_failed(c, exc)
+
+    def _cancel_outcome(self, c: Cancel, sent: Awaitable[VenueOrder] | BinanceError) -> Awaitable[None] | None:
+        if isinstance(sent, BinanceError):
+            self._cancel_failed(c, sent)
             return None
-        return Deferred(self._cancel_answer, c, answer)
+        return Deferred(self._cancel_answer, c, sent)
 
     async def _cancel_answer(self, c: Cancel, answer: Awaitable[VenueOrder]) -> None:
         try:
@@ -631,6 +689,14 @@ class ExecutionSession:
 def _reject_reason(exc: BinanceError) -> int:
     """ORDER_EVENT.reason of a refusal: the venue's code (int16), or REASON_NOT_SENT."""
     return REASON_NOT_SENT if isinstance(exc, NotSent) else max(-32768, exc.code)
+
+
+def _sent_or_refused(send: Callable[..., Awaitable[VenueOrder]], *args: object) -> Awaitable[VenueOrder] | BinanceError:
+    """``send(*args)``'s answer, or the BinanceError it refused the request with at once."""
+    try:
+        return send(*args)
+    except BinanceError as exc:
+        return exc
 
 
 async def _all_answers(answers: list[Awaitable[None]]) -> None:

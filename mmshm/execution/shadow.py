@@ -170,6 +170,10 @@ class ShadowVenue:
 
     # The session's ``*_now`` surface. Nothing is written anywhere in shadow mode, so the
     # requests simply run when their results are awaited (in the order they were made).
+    def ws_batch(self) -> None:
+        """Nothing is written anywhere: the session uses the per-request calls."""
+        return None
+
     def place_now(self, req: OrderRequest) -> Awaitable[VenueOrder]:
         return Deferred(self.place, req)
 

@@ -10,7 +10,8 @@ import urllib.request
 import pytest
 
 from mmshm.execution.client_ids import ClientIdGenerator
-from mmshm.execution.session import ExecutionSession, SessionConfig
+from mmshm.execution.ratelimit import RateLimited
+from mmshm.execution.session import REASON_NOT_SENT, ExecutionSession, SessionConfig
 from mmshm.instruments import InstrumentTable
 from mmshm.records import FEE_SCALE, OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.auth import Signer
@@ -399,4 +400,143 @@ def test_lost_answer_pending_new_is_resolved_by_query(venue):
             assert s.working.counters["timeout_query"] >= 1
         finally:
             await s.stop()
+    run(main())
+
+
+# ------------------------------------------------------------------ one write per target change
+
+# (0.003 BTC a level: over the 100 USDT minimum notional at every price)
+LADDER = dict(bids=[(500000, 3), (499990, 3), (499980, 3)], asks=[(500100, 3), (500110, 3), (500120, 3)])
+MOVED = dict(bids=[(500001, 4), (499991, 4), (499981, 4)], asks=[(500101, 4), (500111, 4), (500121, 4)])
+
+
+async def open_prices(port) -> list[str]:
+    """The prices of every order open at the venue (all accounts)."""
+    state = await acontrol(port, "GET", "/state")
+    return sorted(o["price"] for acct in state.values() for o in acct["open_orders"])
+
+
+@pytest.mark.timeout(60)
+def test_a_ladder_goes_out_in_one_socket_write_and_the_venue_takes_every_request(venue):
+    """Six places, then six amends: one socket write each time (not six), every request
+    signed and framed so the venue accepts it, the journal told of each order."""
+    async def main():
+        book(venue)
+        s, pub = await session(venue)
+        ws = s.trading.ws
+        try:
+            writes, requests = len(ws.write_ns), ws.counters["requests"]
+            acts = await s.on_targets(target(1, **LADDER))
+            assert len(acts.places) == 6
+            assert len(ws.write_ns) == writes + 1 and ws.counters["requests"] == requests + 6
+            assert sorted(o.status for o in s.working.live_orders(0)) == [S.NEW] * 6
+            assert s.trading.counters["via_ws"] == 6 and ws.counters["python_frames"] == 0
+            acts = await s.on_targets(target(2, **MOVED))
+            assert len(acts.amends) == 6 and not acts.places and not acts.cancels
+            assert len(ws.write_ns) == writes + 2
+            assert await open_prices(venue) == sorted(["49998.10", "49999.10", "50000.10", "50010.10",
+                                                       "50011.10", "50012.10"])   # (the venue's 2 decimals)
+            assert all(o.qty == 4 and o.pending_amend is None for o in s.working.live_orders(0))
+            kinds = [int(r["kind"]) for r in pub]
+            assert kinds.count(K.NEW_SENT) == 6 and kinds.count(K.AMEND_SENT) == 6 and kinds.count(K.AMENDED) == 6
+            assert len(s.latency_ns) == 12 and s.counters["rejects"] == s.counters["not_sent"] == 0
+        finally:
+            await s.stop(cancel=True)
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_request_the_budget_refuses_is_left_out_of_the_write_and_rejected_locally(venue):
+    async def main():
+        book(venue)
+        s, pub = await session(venue)
+        budget = s.trading.ws.budget
+        real, calls = budget.acquire, []
+
+        def second_refused(cost):
+            calls.append(cost)
+            if len(calls) == 2:
+                raise RateLimited("test: bucket full", 1_000_000)
+            return real(cost)
+        budget.acquire = second_refused
+        try:
+            await s.on_targets(target(1, bids=LADDER["bids"]))
+            statuses = sorted(o.status for o in s.working.orders.values())
+            assert statuses == sorted([S.NEW, S.NEW, S.REJECTED])
+            assert s.counters["not_sent"] == 1 and s.counters["places"] == 3
+            assert len(await open_prices(venue)) == 2
+            rej = [r for r in pub if r["kind"] == K.REJECT]
+            assert len(rej) == 1 and rej[0]["reason"] == REASON_NOT_SENT
+        finally:
+            budget.acquire = real
+            await s.stop(cancel=True)
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_frames_the_native_encoder_cannot_build_go_out_in_python_framing(venue):
+    """No native encoder (a key or symbol outside its alphabet), or one refusing a request:
+    the Python encoder frames it instead, in the same single write, and the venue's
+    signature check passes."""
+    class Refusing:
+        def __getattr__(self, name):
+            def refuse(*a):
+                raise ValueError("test: outside the alphabet")
+            return refuse
+
+    async def main():
+        book(venue)
+        s, _ = await session(venue)
+        ws = s.trading.ws
+        try:
+            ws.encoder = Refusing()
+            await s.on_targets(target(1, **LADDER))
+            ws.encoder = None
+            await s.on_targets(target(2, **MOVED))
+            assert ws.counters["python_frames"] == 12 and ws.counters["errors"] == 0
+            assert len(await open_prices(venue)) == 6
+            assert all(o.status == S.NEW and o.qty == 4 for o in s.working.live_orders(0))
+        finally:
+            await s.stop(cancel=True)
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_write_into_a_closing_connection_sends_nothing_and_the_orders_go_out_after_reconnect(venue):
+    async def main():
+        book(venue)
+        s, _ = await session(venue)
+        ws = s.trading.ws
+        try:
+            ws._ws.transport.close()               # the socket goes away under the executor
+            await s.on_targets(target(1, bids=[(500000, 3), (499990, 3)]))
+            if ws.connected:                       # still believed up: refused as not sent, nothing written
+                assert s.counters["not_sent"] == 2
+            else:                                  # the reader saw it first: REST took them
+                assert s.trading.counters["via_rest"] == 2
+            assert await wait_for(lambda: not ws.connected)
+            assert await s.trading.ensure_ws()
+            await s.on_targets(target(2, bids=[(500000, 3), (499990, 3)]))
+            assert await wait_for(lambda: len([o for o in s.working.live_orders(0) if o.status == S.NEW]) == 2)
+            assert len(await open_prices(venue)) == 2
+        finally:
+            await s.stop(cancel=True)
+    run(main())
+
+
+@pytest.mark.timeout(60)
+def test_rest_batch_orders_signature_over_the_encoded_query_is_accepted(venue):
+    """``POST /fapi/v1/batchOrders`` carries JSON, percent-encoded in the query: Binance
+    checks the signature over the query exactly as sent (the simulated venue once checked
+    it over the decoded text and refused every multi-order REST batch with -1022)."""
+    async def main():
+        book(venue)
+        s, _ = await session(venue, prefer_ws=False)
+        try:
+            res = await s.trading.place_batch([OrderRequest("BTCUSDT", Side.BUY, 499000 - i, 3, f"rb{i}")
+                                               for i in range(3)])
+            assert [r.status for r in res] == [S.NEW] * 3
+            assert len(await open_prices(venue)) == 3
+        finally:
+            await s.stop(cancel=True)
     run(main())
