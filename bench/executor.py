@@ -6,22 +6,30 @@
     simulated venue running in its own process (``mmshm venue``, real loopback sockets):
     a TARGET_ROW is written to a real ``targets`` seqlock table; the clock starts when the
     change is seen (as the process loop stamps ``seen_mono``), then seqlock read,
-    ``ExecutionSession.on_targets`` (plan/diff, control-row limits, state machine, ORDER_EVENT
-    into a real ``orders`` gated ring, rate budget, breaker, HMAC signing, JSON) and the
-    WebSocket write; it stops when the frame has been written to the socket (``sent_mono``
-    of the WS API client: after ``send()`` returned). Each change moves one resting bid, so
-    every sample is one ``order.modify``. ``socket_write`` is the time inside that write
-    (the kernel's share: on loopback it includes TCP delivery to the local venue and waking
-    it) and ``before_socket_write_p50_ns`` our code's share. Runs: ``ws_amend`` against a
-    venue sleeping in epoll (the default) and ``ws_amend_busy_poll_venue`` against one that
+    ``ExecutionSession.on_targets`` (plan/diff, control-row limits, rate budget, breaker,
+    the request framed in C: HMAC signing, JSON, masked WebSocket frame) and the socket
+    write; then the state machine and the ORDER_EVENT into a real ``orders`` gated ring. It
+    stops when the frame has been written to the socket (``sent_mono`` of the WS API
+    client: after the write returned). Each change moves one resting bid, so every sample
+    is one ``order.modify``. ``socket_write`` is the time inside that write (the kernel's
+    share: on loopback it includes TCP delivery to the local venue and waking it) and
+    ``before_socket_write_p50_ns`` our code's share. Runs: ``ws_amend`` against a venue
+    sleeping in epoll (the default), ``ws_amend_busy_poll_venue`` against one that
     busy-polls (``mmshm venue --busy-poll``: a remote venue never has to be woken by our
-    send). Peers in the same run: the same change over REST (``PUT /fapi/v1/order``; clock
-    stops when aiohttp has written the request headers), cancel+new over the WebSocket API
-    (the new order's latency), and ``raw_socket_send_peer``: a bare ``send()`` of an
-    order-sized frame after 0.5 ms of idling, to a receiver sleeping or busy-polling on the
-    other core (the floor this machine puts under any "written to the socket" figure). A
-    ``breakdown`` times the parts alone in a tight loop (plan in C against the Python
-    plan it replaced, ORDER_EVENT + ring publish, signing + JSON). Round trips are
+    send), ``ws_amend_spinning_busy_poll_venue`` with our loop never sleeping either (the
+    executor's ``idle.executor: busy`` on a core of its own; both cores busy), and
+    ``ws_ladder_3x2_amend``: each change moves 3 levels a side (6 amends in one socket
+    write; the figure is the change's last request). Peers in the same run:
+    ``*_per_request_peer``, the path before the single-write batch (each request framed
+    in Python, recorded, then written on its own), the same change over REST
+    (``PUT /fapi/v1/order``; clock stops when aiohttp has written the request headers),
+    cancel+new over the WebSocket API (the new order's latency), and
+    ``raw_socket_send_peer``: a bare ``send()`` of an order-sized frame after 0.5 ms of
+    idling, to a receiver sleeping or busy-polling on the other core (the floor this
+    machine puts under any "written to the socket" figure). A ``breakdown`` times the
+    parts alone in a tight loop (plan in C against the Python plan it replaced, ORDER_EVENT
+    + ring publish, signing + JSON, the whole frame in C against the Python encoder +
+    ``websockets`` framing). Round trips are
     sequential (one change in flight at a time).
 
 (b) ``replay``: the BTCUSDT capture through the real feed path (Cython parser + book ->
@@ -92,7 +100,22 @@ def control_rows() -> np.ndarray:
 
 
 async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, prefer_amend: bool,
-                      profile: bool = False) -> dict:
+                      profile: bool = False, spin: bool = False, per_request: bool = False,
+                      levels: int = 1) -> dict:
+    """``spin``: the loop never sleeps between changes (the executor's ``idle.executor:
+    busy`` on a core of its own). ``per_request``: the peer path, one request at a time
+    (Python framing, a socket write each), as before the single-write batch. ``levels``:
+    orders a side moved by each change (the figure is then the change's LAST request)."""
+    if spin:
+        async def spinner() -> None:
+            while True:
+                await asyncio.sleep(0)
+        spin_task = asyncio.get_running_loop().create_task(spinner())
+        try:
+            return await latency_run(port, instance, n, prefer_ws=prefer_ws, prefer_amend=prefer_amend,
+                                     profile=profile, per_request=per_request, levels=levels)
+        finally:
+            spin_task.cancel()
     from mmshm.execution.client_ids import ClientIdGenerator
     from mmshm.execution.session import ExecutionSession, SessionConfig
     from mmshm.instruments import InstrumentTable
@@ -105,7 +128,7 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
         info = json.loads(r.read())
     idx = InstrumentIndex(InstrumentTable.from_binance_exchange_info(info, ["BTCUSDT"]).specs)
     spec = idx.spec(0)
-    name = f"o{int(prefer_ws)}{int(prefer_amend)}"
+    name = f"o{int(prefer_ws)}{int(prefer_amend)}{int(per_request)}{levels}"
     ring = GatedWriter.create(instance, name, ORDER_EVENT, capacity=1 << 16)   # no required reader: never full
     targets = SeqlockTable.create(instance, f"t{name}", TARGET_ROW, 1)
     ep = local_endpoints("127.0.0.1", port)
@@ -113,12 +136,16 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
     us = UserStream(ep.ws_stream, t.rest, idx)
     s = ExecutionSession(t, idx, ClientIdGenerator("bn"), ring.try_publish, user_stream=us,
                          config=SessionConfig(deadman=False, prefer_amend=prefer_amend))
+    if per_request:
+        t.ws_batch = lambda: None                  # the per-request path (REST's, over the WS API here)
     ctl = control_rows()[1]
     row = np.zeros(1, TARGET_ROW)
     r0 = row[0]
-    r0["n_bids"] = 1
-    r0["bid_qty"][0] = spec.qty_to_lots("0.010")
-    px = (spec.price_to_ticks("49000.0"), spec.price_to_ticks("49000.1"))
+    r0["n_bids"] = r0["n_asks"] = levels if levels > 1 else 0
+    r0["n_bids"] = levels
+    r0["bid_qty"][:levels] = spec.qty_to_lots("0.010")
+    r0["ask_qty"][:levels] = spec.qty_to_lots("0.010")
+    bid0, ask0 = spec.price_to_ticks("49000.0"), spec.price_to_ticks("49100.0")
     await s.start()
     prof = None
     try:
@@ -130,7 +157,9 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
                     prof = cProfile.Profile()
                     prof.enable()
             r0["md_seq"] = k + 1
-            r0["bid_px"][0] = px[k % 2]
+            for lv in range(levels):
+                r0["bid_px"][lv] = bid0 - 10 * lv + k % 2
+                r0["ask_px"][lv] = ask0 + 10 * lv + k % 2
             targets.write(0, row)
             seen = time.monotonic_ns()
             got = targets.read(0)
@@ -149,6 +178,10 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
         for seg in (ring, targets):
             seg.unlink()
             seg.close()
+    per_change = 2 * levels if levels > 1 else 1
+    if per_change > 1:                             # the change's last request on the socket
+        lat = [max(lat[i:i + per_change]) for i in range(0, len(lat) - per_change + 1, per_change)]
+        writes = []
     out = pct(lat)
     if writes:
         # the kernel's share: inside the socket write (loopback TCP delivery to the venue)
@@ -227,6 +260,24 @@ def breakdown(n: int) -> dict:
             orjson.dumps({"id": str(i), "method": "order.modify", "params": p}).decode()
             lat[i] = clock() - t0
         res["params_sign_json"] = pct(lat)
+        from websockets.frames import OP_TEXT, Frame
+        for i in range(n):
+            t0 = clock()
+            p = modify_params("BTCUSDT", "x1", Side.BUY, 490_001 + (i % 2), 10, spec)
+            p = ws_signed_params(signer, p, vms + i, 5000)
+            Frame(OP_TEXT, orjson.dumps({"id": str(i), "method": "order.modify", "params": p})).serialize(
+                mask=True, extensions=[])
+            lat[i] = clock() - t0
+        res["frame_python_peer"] = pct(lat)
+        from mmshm._native.wsorder import WsOrderEncoder
+        enc = WsOrderEncoder(KEY, *signer.keyed_sha256(), 5000)
+        enc.add_instrument(0, "BTCUSDT", spec.tick_mantissa, spec.price_exp, spec.lot_mantissa, spec.qty_exp)
+        for i in range(n):
+            t0 = clock()
+            enc.modify(i, 0, "x1", 1, 490_001 + (i % 2), 10, vms + i)
+            lat[i] = clock() - t0
+        res["frame_native"] = pct(lat)
+        res["frame_speedup_over_python"] = res["frame_python_peer"]["p50_ns"] / res["frame_native"]["p50_ns"]
     finally:
         for seg in (table, ring):
             seg.unlink()
@@ -398,14 +449,26 @@ def main(argv=None) -> int:
     short = max(50, n // 4)
     result["latency"] = {
         "ws_amend": on_fresh_venue(n=n, prefer_ws=True, prefer_amend=True),
+        "ws_amend_per_request_peer": on_fresh_venue(n=n, prefer_ws=True, prefer_amend=True, per_request=True),
         "ws_amend_busy_poll_venue": on_fresh_venue(busy_poll=True, n=n, prefer_ws=True, prefer_amend=True),
+        "ws_amend_spinning_busy_poll_venue": on_fresh_venue(busy_poll=True, n=n, prefer_ws=True,
+                                                            prefer_amend=True, spin=True),
+        "ws_ladder_3x2_amend": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=True, levels=3),
+        "ws_ladder_3x2_amend_per_request_peer": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=True,
+                                                               levels=3, per_request=True),
         "rest_amend": on_fresh_venue(n=short, prefer_ws=False, prefer_amend=True),
         "ws_cancel_new": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=False),
     }
     result["profile_ws_amend"] = on_fresh_venue(n=short, prefer_ws=True, prefer_amend=True, profile=True)
     lat = result["latency"]
     result["latency"]["ratio_rest_over_ws_p50"] = lat["rest_amend"]["p50_ns"] / lat["ws_amend"]["p50_ns"]
+    result["latency"]["ratio_per_request_peer_over_ws_p50"] = (lat["ws_amend_per_request_peer"]["p50_ns"]
+                                                               / lat["ws_amend"]["p50_ns"])
+    result["latency"]["ratio_ladder_per_request_peer_over_batch_p50"] = (
+        lat["ws_ladder_3x2_amend_per_request_peer"]["p50_ns"] / lat["ws_ladder_3x2_amend"]["p50_ns"])
     result["latency"]["goal_met"] = lat["ws_amend"]["p50_ns"] <= GOAL_P50_NS
+    result["latency"]["goal_met_spinning_busy_poll_venue"] = (
+        lat["ws_amend_spinning_busy_poll_venue"]["p50_ns"] <= GOAL_P50_NS)
     result["raw_socket_send_peer"] = {
         "receiver_sleeping": raw_send_peer(short, False, my_cpu, venue_cpu),
         "receiver_busy_polling": raw_send_peer(short, True, my_cpu, venue_cpu),

@@ -260,10 +260,12 @@ class ExecutionSession:
 
     def send_targets(self, row: np.void, mode: Mode = Mode.NORMAL, seen_mono: int = 0,
                      control: np.void | None = None) -> tuple[Actions, Awaitable[None] | None]:
-        """:meth:`on_targets` up to the socket: plan, register every order change in the
-        state machine (its ORDER_EVENT published first), and write every WebSocket API
-        request now, back to back (cancels, then amends, then places); returns the actions
-        and an awaitable that takes in the answers (None when nothing was sent).
+        """:meth:`on_targets` up to the socket: plan, then over the WebSocket API frame every
+        request in C and write them all in one socket write (cancels, then amends, then
+        places), then register each order change in the state machine and publish its
+        ORDER_EVENT (see :meth:`_send_ws_batch`); over REST, register then send each.
+        Returns the actions and an awaitable that takes in the answers (None when nothing
+        was sent).
 
         Why split: nothing that is not this change runs between "target seen" and the last
         frame on the socket (no event-loop turn per request), and the working orders show
