@@ -34,7 +34,12 @@ starve the venue and the others, so expect it to be worse here). The per-stage h
 from the ``latency`` table (``mmshm.monitor.latency``) give the breakdown; ``cpu_pct`` is each
 process's CPU use (all threads, % of one core) over the measured window.
 
-Output: one JSON document (figures, goal, peer = sleep, ratio). Goal (issue 5): p50 <= 100 us,
+``floor_sleeping_wake_chain``: four processes passing 8 bytes through pipes, each asleep
+in ``read`` until its message comes (the four wake-ups of venue -> feed -> quoter ->
+executor -> venue with no work at all): what this machine charges any pipeline of
+sleeping processes.
+
+Output: one JSON document (figures, goal, peer = sleep, ratio, floor). Goal (issue 5): p50 <= 100 us,
 p99 <= 1 ms with the idle strategy that suits the machine. Shared machine: rerun quiet for
 real numbers.
 """
@@ -323,20 +328,23 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     lat, before = [], 0
     unlinked = {"no_journal": 0, "md_not_in_ring": 0, "frame_not_stamped": 0, "replanned_row": 0}
     for t_recv, _method, cid, price, qty in data["received"]:
-        if t_recv < t0:
-            before += 1
-            continue
+        # every received request takes its journal entry, also before the window: else a
+        # later request of the same order, price and qty would take that entry's md_seq
+        in_window = t_recv >= t0
+        before += not in_window
         try:
             num = parse_cid(cid).numeric
             key = (num, round(float(price) * 10), round(float(qty) * 1000))   # BTCUSDT: tick 0.1, lot 0.001
         except (ValueError, AttributeError):
-            unlinked["no_journal"] += 1
+            unlinked["no_journal"] += in_window
             continue
         seqs = pending.get(key)
         if not seqs:
-            unlinked["no_journal"] += 1
+            unlinked["no_journal"] += in_window
             continue
         md_seq, first = seqs.pop(0)
+        if not in_window:
+            continue
         if not first:
             unlinked["replanned_row"] += 1
             continue
@@ -358,6 +366,49 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     return result
 
 
+def _relay(rx: int, tx: int) -> None:
+    """Forward every 8-byte message from ``rx`` to ``tx``, sleeping in ``read`` meanwhile."""
+    while True:
+        msg = os.read(rx, 8)
+        if not msg:
+            os._exit(0)
+        os.write(tx, msg)
+
+
+def wake_chain_floor(samples: int = 2000, hops: int = 4, gap_s: float = 0.002) -> dict:
+    """The floor this machine puts under any pipeline of sleeping processes: a message
+    passed through ``hops`` wake-ups (venue -> feed -> quoter -> executor -> venue is 4),
+    each process blocked in ``read`` on a pipe (the kernel wakes it: no polling, no timer),
+    doing nothing but forwarding 8 bytes. ``gap_s`` of idling between samples, so every
+    process is asleep when its message comes, as in the pipeline."""
+    pipes = [os.pipe() for _ in range(hops)]
+    children = []
+    for k in range(hops - 1):
+        pid = os.fork()
+        if pid == 0:
+            _relay(pipes[k][0], pipes[k + 1][1])
+        children.append(pid)
+    lat = np.zeros(samples, np.int64)
+    try:
+        for i in range(samples + 100):
+            time.sleep(gap_s)
+            t0 = time.monotonic_ns()
+            os.write(pipes[0][1], b"x" * 8)
+            os.read(pipes[-1][0], 8)
+            if i >= 100:
+                lat[i - 100] = time.monotonic_ns() - t0
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    out = _pct(lat)
+    out.update(hops=hops, gap_ms=gap_s * 1e3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs (smoke: a few seconds each)")
@@ -377,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mmshm-bench-e2e-") as tmp:
         for s in strategies:
             runs[s] = run_once(s, seconds, args.seed, Path(tmp))
+    floor = wake_chain_floor()
     peer = runs.get("sleep", {}).get("tick_to_order", {})
     best_name = min((s for s in runs if runs[s]["tick_to_order"].get("n")),
                     key=lambda s: runs[s]["tick_to_order"]["p99_us"], default=None)
@@ -392,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         "peer": {"strategy": "sleep", **peer},
         "ratio_p50_vs_peer": (round(best["p50_us"] / peer["p50_us"], 3)
                               if best.get("n") and peer.get("n") else None),
+        # the same four wake-ups with no work at all: no pipeline of sleeping processes
+        # can be faster on this machine
+        "floor_sleeping_wake_chain": floor,
+        "ratio_p50_vs_floor": (round(best["p50_us"] / floor["p50_us"], 2) if best.get("n") else None),
         "goal": {"p50_us": GOAL_P50_NS / 1e3, "p99_us": GOAL_P99_NS / 1e3,
                  "met_p50": bool(best.get("n")) and best["p50_us"] <= GOAL_P50_NS / 1e3,
                  "met_p99": bool(best.get("n")) and best["p99_us"] <= GOAL_P99_NS / 1e3},
