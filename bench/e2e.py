@@ -6,10 +6,12 @@
 Set-up (all real processes on loopback, nothing mocked):
 
 - the simulated venue (``mmshm.venues.sim.SimVenue``, synthetic BTCUSDT market, rate limits
-  on) runs in a child process of this script with two CLOCK_MONOTONIC stamps added: the
-  time each market frame is handed to the subscribers' send queues (``MarketHub.broadcast``,
-  keyed by the frame's update id ``u`` or trade id ``t``; the first frame carrying a key
-  wins), and the time each order request (WebSocket API ``order.place`` / ``order.modify``,
+  on) runs in a child process of this script with CLOCK_MONOTONIC stamps added: the time
+  each market frame has been written to the feed's socket ("frame sent": after aiohttp's
+  ``send_str`` returned, keyed by the frame's update id ``u`` or trade id ``t``; the first
+  frame carrying a key wins), the time it was handed to the venue's per-connection send
+  queue (``MarketHub.broadcast``; ``tick_to_order_from_venue_queue`` counts from there and
+  so adds the simulated venue's own queueing), and the time each order request (WebSocket API ``order.place`` / ``order.modify``,
   REST fallback) is received, with its client order id, price and quantity;
 - feed, risk, quoter, executor and recorder as ``python -m mmshm.procs.<role>`` (profile
   ``ci``, the md ring enlarged so the whole run stays readable at the end).
@@ -77,7 +79,8 @@ def venue_child(out_path: str, seed: int) -> int:
     from mmshm.venues.sim import market as sim_market, wsapi as sim_wsapi
     from mmshm.venues.sim.server import SimVenue, VenueConfig
 
-    sent: dict[tuple[str, int], int] = {}
+    sent: dict[tuple[str, int], int] = {}        # frame handed to the subscribers' send queues
+    written: dict[tuple[str, int], int] = {}     # frame written to the feed's socket
     received: list[tuple[int, str, str, str, str]] = []   # (mono, method, client id, price, qty)
     mono = time.monotonic_ns
 
@@ -92,6 +95,21 @@ def venue_child(out_path: str, seed: int) -> int:
         return orig_broadcast(self, stream, data, raw)
 
     sim_market.MarketHub.broadcast = broadcast
+
+    from aiohttp import web
+    orig_send_str = web.WebSocketResponse.send_str
+
+    async def send_str(self, data: str, compress: int | None = None) -> None:
+        await orig_send_str(self, data, compress)
+        if data.startswith('{"stream"'):                 # a combined market stream frame
+            t = mono()
+            d = orjson.loads(data).get("data") or {}
+            if "u" in d:
+                written.setdefault(("u", int(d["u"])), t)
+            elif "t" in d:
+                written.setdefault(("t", int(d["t"])), t)
+
+    web.WebSocketResponse.send_str = send_str
 
     orig_request = sim_wsapi.WsApi._request
 
@@ -124,7 +142,8 @@ def venue_child(out_path: str, seed: int) -> int:
 
     asyncio.run(serve())
     with open(out_path, "w") as fh:
-        json.dump({"sent": [[k[0], k[1], v] for k, v in sent.items()], "received": received}, fh)
+        json.dump({"sent": [[k[0], k[1], v] for k, v in sent.items()],
+                   "written": [[k[0], k[1], v] for k, v in written.items()], "received": received}, fh)
     return 0
 
 
@@ -298,6 +317,7 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
 
     data = json.loads(stamps.read_text())
     sent = {(k, int(i)): int(t) for k, i, t in data["sent"]}
+    written = {(k, int(i)): int(t) for k, i, t in data["written"]}
     journal = sqlite3.connect(workdir / instance / "journal.sqlite")
     # every request the executor journaled, and whether it was refused locally (a REJECT /
     # CANCEL_REJECT with reason 1 = never sent: rate budget, breaker, no session) so that it
@@ -325,7 +345,7 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
         seen_runs.add(md_seq)
         prev = md_seq
         pending.setdefault((int(cid), int(px), int(qty)), []).append((md_seq, first))
-    lat, before = [], 0
+    lat, lat_queued, before = [], [], 0
     unlinked = {"no_journal": 0, "md_not_in_ring": 0, "frame_not_stamped": 0, "replanned_row": 0}
     for t_recv, _method, cid, price, qty in data["received"]:
         # every received request takes its journal entry, also before the window: else a
@@ -352,13 +372,17 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
         if ref is None:
             unlinked["md_not_in_ring"] += 1
             continue
-        t_sent = sent.get(ref)
-        if t_sent is None:
+        t_written, t_queued = written.get(ref), sent.get(ref)
+        if t_written is None or t_queued is None:
             unlinked["frame_not_stamped"] += 1
             continue
-        lat.append(t_recv - t_sent)
+        lat.append(t_recv - t_written)
+        lat_queued.append(t_recv - t_queued)
     a = np.asarray(lat, dtype=np.int64)
     result["tick_to_order"] = _pct(a)
+    # from the frame's hand-over to the venue's send queue: adds the simulated venue's own
+    # queueing and writing (its loop also matches orders and serves the other streams)
+    result["tick_to_order_from_venue_queue"] = _pct(np.asarray(lat_queued, dtype=np.int64))
     result["requests_measured_window"] = int(sum(1 for r in data["received"] if r[0] >= t0))
     result["unlinked"] = unlinked
     result["frames_stamped"] = len(sent)
