@@ -196,7 +196,7 @@ class ExecutorService:
         self._watchdog_halt = False
         self._halt_cancel_pending: set[int] = set()   # instruments whose halt cancel-all must be retried
         self._next_halt_retry = 0
-        self._lat_quote = self._lat_ack = self._lat_tick = None
+        self._lat_quote = self._lat_ack = self._lat_tick = self._lat_seen = self._lat_send = None
         self.dispatch: ApplyDispatcher | None = None   # one apply task per instrument (run())
         self._cut: dict[int, set[str]] = {}            # halted instrument -> orders of a cancelled apply
         self.apply_cancelled = 0
@@ -437,7 +437,7 @@ class ExecutorService:
             try:
                 self.update_counters()
                 if self._lat_quote is not None:
-                    for lat in (self._lat_quote, self._lat_ack, self._lat_tick):
+                    for lat in (self._lat_quote, self._lat_ack, self._lat_tick, self._lat_seen, self._lat_send):
                         lat.publish(now)
             except Exception:  # noqa: BLE001 - observability must not stop the heartbeat
                 log.exception("executor counters/latency update failed")
@@ -532,9 +532,11 @@ class ExecutorService:
             self._lat_quote = LatencyRecorder.open(self.instance, "quote_to_send")
             self._lat_ack = LatencyRecorder.open(self.instance, "send_to_ack")
             self._lat_tick = LatencyRecorder.open(self.instance, "tick_to_order")
+            self._lat_seen = LatencyRecorder.open(self.instance, "quote_to_seen")
+            self._lat_send = LatencyRecorder.open(self.instance, "seen_to_send")
         except Exception as exc:  # noqa: BLE001 - metrics must never stop trading
             log.warning("latency histograms unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
-            self._lat_quote = self._lat_ack = self._lat_tick = None
+            self._lat_quote = self._lat_ack = self._lat_tick = self._lat_seen = self._lat_send = None
 
     async def shutdown(self, hb: asyncio.Task | None) -> None:
         """STOPPING, verified cancel-all (session.stop), row STOPPED, segments closed."""
@@ -565,7 +567,7 @@ class ExecutorService:
                 await hb
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        for lat in (self._lat_quote, self._lat_ack, self._lat_tick):
+        for lat in (self._lat_quote, self._lat_ack, self._lat_tick, self._lat_seen, self._lat_send):
             if lat is not None:
                 try:
                     lat.publish()
@@ -915,6 +917,10 @@ class ExecutorService:
         try:
             if qm > 0 and seen >= qm:
                 self._lat_quote.record(seen - qm + d)
+                if self._lat_seen is not None:          # quote_to_send = quote_to_seen + seen_to_send
+                    self._lat_seen.record(seen - qm)
+            if self._lat_send is not None:
+                self._lat_send.record(d)
             if mm > 0 and seen >= mm:
                 self._lat_tick.record(seen - mm + d)
         except Exception:  # noqa: BLE001 - called inside the session's request path: metrics never break it

@@ -52,6 +52,8 @@ STAGES: dict[str, int] = {
     "quote_to_send": 1,   # targets written → order request on the socket (executor)
     "send_to_ack": 2,     # request on the socket → venue ack (executor)
     "tick_to_order": 3,   # venue frame received → order request on the socket (end to end)
+    "quote_to_seen": 4,   # targets written → the executor reads the change (its wake-up and queueing)
+    "seen_to_send": 5,    # the executor reads the change → its last request on the socket
 }
 
 #: Upper bounds of the buckets in seconds (the last one is +Inf).

@@ -199,7 +199,7 @@ def test_an_exception_is_logged_and_counted_and_the_next_row_still_goes(caplog):
 
 def test_send_latency_is_attributed_to_each_apply_tasks_own_row():
     """ExecutorService: the session's seen->send samples go to quote_to_send / tick_to_order
-    with the quote/md times of the row the *sending* task applies, even when two
+    (and quote_to_seen / seen_to_send) with the quote/md times of the row the *sending* task applies, even when two
     instruments' applies interleave; the staging deque stays bounded and never stops them."""
     from mmshm.config import load_config
     from mmshm.execution import process as P
@@ -212,7 +212,7 @@ def test_send_latency_is_attributed_to_each_apply_tasks_own_row():
             self.samples.append(ns)
 
     svc = P.ExecutorService(load_config(env={}))
-    svc._lat_quote, svc._lat_tick = Hist(), Hist()
+    svc._lat_quote, svc._lat_tick, svc._lat_seen, svc._lat_send = Hist(), Hist(), Hist(), Hist()
     sink = P._SendLatency(4, svc._on_send_latency)
 
     async def apply(seen, qm, mm, first_ns, then_ns, gate):
@@ -236,6 +236,9 @@ def test_send_latency_is_attributed_to_each_apply_tasks_own_row():
     # quote->send = seen - quote_mono + (send - seen)
     assert svc._lat_quote.samples == [100 + 5, 500 + 3, 500 + 4, 100 + 7]
     assert svc._lat_tick.samples == [200 + 5, 1000 + 3, 1000 + 4, 200 + 7]
+    # ... split into the executor's wake-up (quote -> seen) and its own path (seen -> send)
+    assert svc._lat_seen.samples == [100, 500, 500, 100]
+    assert svc._lat_send.samples == [5, 3, 4, 7]
     assert list(sink) == [3, 4, 7, 99] and sink.maxlen == 4
 
     def fill():
