@@ -133,6 +133,10 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
         50_000, "longest sleep of the latency-critical pollers (the executor's targets watcher "
         "thread; see IdleConfig.max_park_ns_for), ns: a new target waits at most about this long",
         ge=1)
+    timer_slack_ns: int = _f(
+        1_000, "kernel timer slack of the hot roles' threads (quoter, executor), ns: how late "
+        "the kernel may wake a park (Linux default 50000, which made a 50 us park ~130 us); "
+        "0 keeps the kernel's", ge=0)
 
     def max_park_ns_for(self, role: str) -> int:
         """The longest park of ``role``'s sleeping idle strategy.

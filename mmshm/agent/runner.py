@@ -21,7 +21,9 @@ from mmshm.agent.idle import IdleStrategy, make_idle
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import DEFAULT_ROWS, ProcessSlot, ProcessTable
 from mmshm.agent.sdnotify import SdNotifier
+from mmshm.agent.timerslack import apply_timer_slack
 from mmshm.agent import signals as sig
+from mmshm.config import HOT_ROLES
 from mmshm.records import ProcState
 
 log = logging.getLogger("mmshm.agent")
@@ -345,6 +347,8 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
     or add (hooks, ``n_processes``...).
     """
     idle_cfg = config.idle
+    if role in HOT_ROLES:
+        apply_timer_slack(role, idle_cfg.timer_slack_ns)   # before any thread of the role starts
     kwargs.setdefault("instance", config.instance)
     kwargs.setdefault("cpu", config.role_cpu(role))
     kwargs.setdefault("idle_kind", config.role_idle(role))

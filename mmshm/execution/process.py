@@ -59,6 +59,7 @@ import numpy as np
 from mmshm.agent import signals as sig
 from mmshm.agent.counters import ROLE_COUNTERS
 from mmshm.agent.pinning import pin_current_process
+from mmshm.agent.timerslack import apply_timer_slack
 from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
 from mmshm.agent.sdnotify import SdNotifier
 from mmshm.execution.account import AccountWriter
@@ -1037,6 +1038,7 @@ def run_executor(cfg, options: ServiceOptions | None = None) -> int:
     cpu = cfg.role_cpu(ROLE)
     if cpu is not None:
         pin_current_process(cpu)
+    apply_timer_slack(ROLE, cfg.idle.timer_slack_ns)   # before the row watcher thread starts
     try:
         import uvloop
         runner = uvloop.run
