@@ -187,13 +187,14 @@ def _stage_table(instance: str) -> dict:
     return out
 
 
-def _read_md(instance: str) -> dict[int, tuple[str, int]]:
-    """md_seq -> ("u", update id) | ("t", trade id) for every event still in the md ring."""
+def _read_md(instance: str) -> dict[int, tuple[str, int, int]]:
+    """md_seq -> ("u", update id, publish_mono) | ("t", trade id, publish_mono) for every
+    event still in the md ring."""
     from mmshm.records import MARKET_EVENT, MdKind
     from mmshm.shm import BroadcastReader
 
     r = BroadcastReader.attach(instance, "md", MARKET_EVENT, reader="bench", start="oldest")
-    out: dict[int, tuple[str, int]] = {}
+    out: dict[int, tuple[str, int, int]] = {}
     buf = np.zeros(4096, MARKET_EVENT)
     trade_kinds = {int(k) for k in MdKind if "TRADE" in k.name}
     try:
@@ -203,9 +204,9 @@ def _read_md(instance: str) -> dict[int, tuple[str, int]]:
                 break
             for ev in buf[:n]:
                 if int(ev["kind"]) in trade_kinds and int(ev["trade_id"]):
-                    out[int(ev["md_seq"])] = ("t", int(ev["trade_id"]))
+                    out[int(ev["md_seq"])] = ("t", int(ev["trade_id"]), int(ev["publish_mono"]))
                 elif int(ev["update_id"]):
-                    out[int(ev["md_seq"])] = ("u", int(ev["update_id"]))
+                    out[int(ev["md_seq"])] = ("u", int(ev["update_id"]), int(ev["publish_mono"]))
     finally:
         r.close()
     return out
@@ -322,13 +323,13 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     # every request the executor journaled, and whether it was refused locally (a REJECT /
     # CANCEL_REJECT with reason 1 = never sent: rate budget, breaker, no session) so that it
     # is not matched against a later request for the same order, price and quantity
-    events = journal.execute("SELECT client_id, kind_name, reason, price, qty, md_seq FROM order_events "
+    events = journal.execute("SELECT client_id, kind_name, reason, price, qty, md_seq, sent_mono FROM order_events "
                              "ORDER BY ring_id, ring_seq").fetchall()
     rows, last_sent = [], {}
-    for cid, kind, reason, px, qty, md_seq in events:
+    for cid, kind, reason, px, qty, md_seq, sent_mono in events:
         if kind in ("NEW_SENT", "AMEND_SENT"):
             last_sent[cid] = len(rows)
-            rows.append([cid, px, qty, md_seq])
+            rows.append([cid, px, qty, md_seq, sent_mono])
         elif kind == "REJECT" and reason == REASON_NOT_SENT and cid in last_sent:
             rows[last_sent.pop(cid)] = None
     rows = [r for r in rows if r is not None]
@@ -339,13 +340,15 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     pending: dict[tuple[int, int, int], list[tuple[int, bool]]] = {}
     seen_runs: set[int] = set()
     prev = None
-    for cid, px, qty, md_seq in rows:
+    for cid, px, qty, md_seq, sent_mono in rows:
         md_seq = int(md_seq)
         first = md_seq not in seen_runs or md_seq == prev
         seen_runs.add(md_seq)
         prev = md_seq
-        pending.setdefault((int(cid), int(px), int(qty)), []).append((md_seq, first))
+        pending.setdefault((int(cid), int(px), int(qty)), []).append((md_seq, first, int(sent_mono)))
     lat, lat_queued, before = [], [], 0
+    split: dict[str, list[int]] = {"venue_write_to_feed_publish": [], "feed_publish_to_executor_write": [],
+                                   "executor_write_to_venue_receipt": []}
     unlinked = {"no_journal": 0, "md_not_in_ring": 0, "frame_not_stamped": 0, "replanned_row": 0}
     for t_recv, _method, cid, price, qty in data["received"]:
         # every received request takes its journal entry, also before the window: else a
@@ -362,27 +365,36 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
         if not seqs:
             unlinked["no_journal"] += in_window
             continue
-        md_seq, first = seqs.pop(0)
+        md_seq, first, t_exec = seqs.pop(0)
         if not in_window:
             continue
         if not first:
             unlinked["replanned_row"] += 1
             continue
-        ref = md.get(md_seq)
-        if ref is None:
+        ev = md.get(md_seq)
+        if ev is None:
             unlinked["md_not_in_ring"] += 1
             continue
+        ref, t_pub = ev[:2], ev[2]
         t_written, t_queued = written.get(ref), sent.get(ref)
         if t_written is None or t_queued is None:
             unlinked["frame_not_stamped"] += 1
             continue
         lat.append(t_recv - t_written)
         lat_queued.append(t_recv - t_queued)
+        if t_exec > 0:
+            split["venue_write_to_feed_publish"].append(t_pub - t_written)
+            split["feed_publish_to_executor_write"].append(t_exec - t_pub)
+            split["executor_write_to_venue_receipt"].append(t_recv - t_exec)
     a = np.asarray(lat, dtype=np.int64)
     result["tick_to_order"] = _pct(a)
     # from the frame's hand-over to the venue's send queue: adds the simulated venue's own
     # queueing and writing (its loop also matches orders and serves the other streams)
     result["tick_to_order_from_venue_queue"] = _pct(np.asarray(lat_queued, dtype=np.int64))
+    # the same samples in three legs (the executor's stamp is its journaled sent_mono, taken
+    # within microseconds of the write): the venue's socket -> our feed, our pipeline, our
+    # socket -> the simulated venue reading the request (its loop's own delay included)
+    result["tick_to_order_legs"] = {k: _pct(np.asarray(v, dtype=np.int64)) for k, v in split.items()}
     result["requests_measured_window"] = int(sum(1 for r in data["received"] if r[0] >= t0))
     result["unlinked"] = unlinked
     result["frames_stamped"] = len(sent)
