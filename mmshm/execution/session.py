@@ -325,9 +325,10 @@ class ExecutionSession:
             req = OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
                                post_only=self.cfg.post_only, reduce_only=reduce_only)
             places.append((p, num, req, batch.place(p.instrument, req)))
-        if not batch.write() and not self.trading.ws.connected:
-            return None
-        self.trading.counters["via_ws"] += len(batch.frames)
+        if batch.write():
+            self.trading.counters["via_ws"] += len(batch.frames)
+        elif not self.trading.ws.connected:
+            return None                             # (else every request is refused: not sent)
         jobs: list[Awaitable[None] | None] = []
         for c, slot in cancels:
             self._register_cancel(c)

@@ -859,44 +859,39 @@ class WsOrderBatch:
     def place(self, instrument: int, req: OrderRequest) -> int:
         n = self._admit("order.place")
         if n is None:
-            return len(self.slots) - 1          # refused: the slot holds why
-        frame = None
-        if self.api.encoder is not None:
-            try:
-                frame = self.api.encoder.place(n, instrument, req.client_id, int(req.side), req.price, req.qty,
-                                               req.post_only, req.reduce_only, self.ts_ms)
-            except ValueError:
-                pass                        # e.g. a client id outside the C encoder's alphabet
+            return len(self.slots) - 1              # refused: the slot holds why
+        frame = self._native("place", n, instrument, req.client_id, int(req.side), req.price, req.qty,
+                             req.post_only, req.reduce_only, self.ts_ms)
         return self._add("order.place", n, frame or self._python_frame(
             n, "order.place", order_params(req, self.api.instruments.spec(instrument))))
 
     def modify(self, instrument: int, client_id: str, side: Side, price: int, qty: int) -> int:
         n = self._admit("order.modify")
         if n is None:
-            return len(self.slots) - 1          # refused: the slot holds why
-        frame = None
-        if self.api.encoder is not None:
-            try:
-                frame = self.api.encoder.modify(n, instrument, client_id, int(side), price, qty, self.ts_ms)
-            except ValueError:
-                pass
-        if frame is None:
-            spec = self.api.instruments.spec(instrument)
-            frame = self._python_frame(n, "order.modify", modify_params(spec.symbol, client_id, side, price, qty, spec))
-        return self._add("order.modify", n, frame)
+            return len(self.slots) - 1
+        frame = self._native("modify", n, instrument, client_id, int(side), price, qty, self.ts_ms)
+        spec = self.api.instruments.spec(instrument)
+        return self._add("order.modify", n, frame or self._python_frame(
+            n, "order.modify", modify_params(spec.symbol, client_id, side, price, qty, spec)))
 
     def cancel(self, instrument: int, client_id: str) -> int:
         n = self._admit("order.cancel")
         if n is None:
-            return len(self.slots) - 1          # refused: the slot holds why
-        frame = None
-        if self.api.encoder is not None:
-            try:
-                frame = self.api.encoder.cancel(n, instrument, client_id, self.ts_ms)
-            except ValueError:
-                pass
+            return len(self.slots) - 1
+        frame = self._native("cancel", n, instrument, client_id, self.ts_ms)
         return self._add("order.cancel", n, frame or self._python_frame(
             n, "order.cancel", _id_params(self.api.instruments.spec(instrument).symbol, client_id, None)))
+
+    def _native(self, method: str, *args: object) -> bytes | None:
+        """The frame from the C encoder, or None when there is none or it refuses the
+        request (e.g. a client id outside its alphabet): the Python encoder frames it."""
+        enc = self.api.encoder
+        if enc is None:
+            return None
+        try:
+            return getattr(enc, method)(*args)
+        except ValueError:
+            return None
 
     def _admit(self, method: str) -> int | None:
         """The request's id if the budget and the breaker let it go, else None (a new last
