@@ -330,14 +330,15 @@ class ExecutionSession:
         elif not self.trading.ws.connected:
             return None                             # (else every request is refused: not sent)
         jobs: list[Awaitable[None] | None] = []
+        sent = batch.sent_mono                      # the records carry the write's time (0: not written)
         for c, slot in cancels:
-            self._register_cancel(c)
+            self._register_cancel(c, sent)
             jobs.append(self._cancel_outcome(c, batch.outcome(slot)))
         for a, slot in amends:
-            self._register_amend(a)
+            self._register_amend(a, sent)
             jobs.append(self._amend_outcome(a, batch.outcome(slot), seen_mono))
         for p, num, req, slot in places:
-            self._register_place(p, req, num)
+            self._register_place(p, req, num, sent)
             jobs.append(self._place_outcome(req, batch.outcome(slot), seen_mono))
         return jobs
 
@@ -433,10 +434,11 @@ class ExecutionSession:
         self._register_place(p, req, num)
         return req
 
-    def _register_place(self, p: Place, req: OrderRequest, cid_num: int) -> None:
+    def _register_place(self, p: Place, req: OrderRequest, cid_num: int, sent_mono: int = 0) -> None:
         flags = (FLAG_POST_ONLY if req.post_only else 0) | (FLAG_REDUCE_ONLY if req.reduce_only else 0)
         self._emit([self.working.new_sent(client_id=req.client_id, cid_num=cid_num, instrument=p.instrument,
-                                          side=p.side, price=p.price, qty=p.qty, md_seq=p.md_seq, flags=flags)])
+                                          side=p.side, price=p.price, qty=p.qty, md_seq=p.md_seq, flags=flags,
+                                          sent_mono=sent_mono)])
         self.counters["places"] += 1
 
     def _on_new_result(self, req: OrderRequest, res: VenueOrder | BaseException, seen_mono: int) -> None:
@@ -494,8 +496,8 @@ class ExecutionSession:
                                 a.side, a.price, a.qty)
         return self._amend_outcome(a, sent, seen_mono)
 
-    def _register_amend(self, a: Amend) -> None:
-        sent = self.working.amend_sent(a.client_id, a.price, a.qty)
+    def _register_amend(self, a: Amend, sent_mono: int = 0) -> None:
+        sent = self.working.amend_sent(a.client_id, a.price, a.qty, sent_mono)
         for rec in sent.records:
             rec["md_seq"] = a.md_seq     # the new price's market data (the journal attributes amends by it)
         self._emit(sent.records)
@@ -535,8 +537,8 @@ class ExecutionSession:
         return self._cancel_outcome(c, _sent_or_refused(self.trading.cancel_now, self._symbol(c.instrument),
                                                         c.client_id))
 
-    def _register_cancel(self, c: Cancel) -> None:
-        self._emit(self.working.cancel_sent(c.client_id).records)
+    def _register_cancel(self, c: Cancel, sent_mono: int = 0) -> None:
+        self._emit(self.working.cancel_sent(c.client_id, sent_mono).records)
         self.counters["cancels"] += 1
 
     def _cancel_outcome(self, c: Cancel, sent: Awaitable[VenueOrder] | BinanceError) -> Awaitable[None] | None:

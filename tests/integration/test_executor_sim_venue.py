@@ -440,6 +440,9 @@ def test_a_ladder_goes_out_in_one_socket_write_and_the_venue_takes_every_request
             kinds = [int(r["kind"]) for r in pub]
             assert kinds.count(K.NEW_SENT) == 6 and kinds.count(K.AMEND_SENT) == 6 and kinds.count(K.AMENDED) == 6
             assert len(s.latency_ns) == 12 and s.counters["rejects"] == s.counters["not_sent"] == 0
+            # the journal's sent_mono of each request is the time of the one write it went out in
+            sent = {int(r["sent_mono"]) for r in pub if r["kind"] in (K.NEW_SENT, K.AMEND_SENT)}
+            assert len(sent) == 2 and all(v > 0 for v in sent)
         finally:
             await s.stop(cancel=True)
     run(main())
