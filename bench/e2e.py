@@ -7,8 +7,8 @@ Set-up (all real processes on loopback, nothing mocked):
 
 - the simulated venue (``mmshm.venues.sim.SimVenue``, synthetic BTCUSDT market, rate limits
   on) runs in a child process of this script with CLOCK_MONOTONIC stamps added: the time
-  each market frame has been written to the feed's socket ("frame sent": after aiohttp's
-  ``send_str`` returned, keyed by the frame's update id ``u`` or trade id ``t``; the first
+  each market frame is written to the feed's socket ("frame sent": as aiohttp's
+  ``send_str`` starts, keyed by the frame's update id ``u`` or trade id ``t``; the first
   frame carrying a key wins), the time it was handed to the venue's per-connection send
   queue (``MarketHub.broadcast``; ``tick_to_order_from_venue_queue`` counts from there and
   so adds the simulated venue's own queueing), and the time each order request (WebSocket API ``order.place`` / ``order.modify``,
@@ -100,9 +100,11 @@ def venue_child(out_path: str, seed: int) -> int:
     orig_send_str = web.WebSocketResponse.send_str
 
     async def send_str(self, data: str, compress: int | None = None) -> None:
+        # stamped as the venue starts the write: a stamp taken after it returns would move
+        # later whenever the woken feed preempts the venue inside the syscall (2 cores)
+        t = mono()
         await orig_send_str(self, data, compress)
         if data.startswith('{"stream"'):                 # a combined market stream frame
-            t = mono()
             d = orjson.loads(data).get("data") or {}
             if "u" in d:
                 written.setdefault(("u", int(d["u"])), t)

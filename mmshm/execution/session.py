@@ -330,7 +330,9 @@ class ExecutionSession:
         elif not self.trading.ws.connected:
             return None                             # (else every request is refused: not sent)
         jobs: list[Awaitable[None] | None] = []
-        sent = batch.sent_mono                      # the records carry the write's time (0: not written)
+        # the records carry the time the write started (0: nothing written; a stamp after it
+        # returns moves later whenever the venue it wakes preempts us inside the syscall)
+        sent = batch.write_mono if batch.sent_mono else 0
         for c, slot in cancels:
             self._register_cancel(c, sent)
             jobs.append(self._cancel_outcome(c, batch.outcome(slot)))
