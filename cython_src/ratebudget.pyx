@@ -36,10 +36,12 @@ cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
 
 def acquire(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_version, int w_interval,
             int w_limit, int w_used, int w_window, int w_blocked, int w_refused, int w_margin,
-            int lock_fd=-1) -> int:
+            int lock_fd=-1, object clock=None) -> int:
     """Debit (weight, orders) from the buckets in ``w`` and return 0, or count a refusal and
     return the ns to wait (blocked after a 429/418, or until the full bucket's window rolls).
-    ``lock_fd``: hold an exclusive flock on it around the debit (-1: the caller locks)."""
+    ``lock_fd``: hold an exclusive flock on it around the debit (-1: the caller locks).
+    ``clock``: read under the lock, replacing ``now`` (a time read before waiting for the
+    lock could be older than another process's debit and roll its window back)."""
     cdef int b, rc
     cdef int64_t ival, win, need, lim, cap, wait = 0
     if lock_fd >= 0:
@@ -50,6 +52,8 @@ def acquire(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_v
         if rc != 0:
             raise OSError(errno, "flock of the rate budget failed")
     try:
+        if clock is not None:
+            now = clock()
         wait = _debit(w, weight, orders, now, w_version, w_interval, w_limit, w_used, w_window,
                       w_blocked, w_refused, w_margin)
     finally:

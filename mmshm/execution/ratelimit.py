@@ -213,7 +213,7 @@ class RateBudget:
         """
         lock = self._lock
         if isinstance(lock, _FlockGuard) and lock.depth == 0:   # the debit takes the flock itself
-            wait = _native_acquire(self.words, cost.weight, cost.orders, self._clock(), *_WORD_OFFSETS, lock.fd)
+            wait = _native_acquire(self.words, cost.weight, cost.orders, 0, *_WORD_OFFSETS, lock.fd, self._clock)
         else:
             with lock():
                 wait = _native_acquire(self.words, cost.weight, cost.orders, self._clock(), *_WORD_OFFSETS)

@@ -107,3 +107,36 @@ def test_shared_budget_in_shm(instance):
     finally:
         a.close()
         b.close()
+
+
+def test_shared_debit_reads_the_clock_while_holding_the_lock(instance):
+    """A time read before waiting for the flock could be older than another process's
+    debit and roll its window back (resetting what it had spent): the native debit reads
+    the clock only once it holds the lock."""
+    import fcntl
+    import os
+
+    from mmshm.execution.ratelimit import SharedRateBudget
+    c = Clock()
+    b = SharedRateBudget(instance, margin=0.0, clock=c, rate_limits=LIMITS)
+    held: list[bool] = []
+
+    def clock() -> int:
+        # another open file description of the same file: its flock conflicts with ours
+        fd = os.open(f"/proc/self/fd/{b._lock.fd}", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+        return c()
+
+    b._clock = clock
+    try:
+        b.acquire(Cost(0, 1))
+        assert held == [True]
+    finally:
+        b.close()
