@@ -287,10 +287,7 @@ class ExecutionSession:
             return acts, None
         reduce_only = mode == Mode.REDUCE_ONLY
         batch = self.trading.ws_batch()
-        if batch is not None:
-            jobs = self._send_ws_batch(batch, acts, seen_mono, reduce_only)
-        else:
-            jobs = None
+        jobs = None if batch is None else self._send_ws_batch(batch, acts, seen_mono, reduce_only)
         if jobs is None:                             # REST, or the session died under the write
             jobs = [self._cancel_now(c) for c in acts.cancels]
             jobs += [self._amend_now(a, seen_mono) for a in acts.amends]

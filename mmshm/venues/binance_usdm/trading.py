@@ -790,28 +790,21 @@ class ConnectionLost(BinanceError):
     pass
 
 
-def _write_text_now(ws: Any, payload: bytes) -> bool:
-    """Write one text frame to the socket now; False (nothing written) unless the
-    connection is OPEN.
-
-    Why: ``websockets``' ``send`` wraps the write in an async context manager and a drain,
-    which cost more than the whole rest of an order's path to the socket, and it yields to
-    the event loop. This keeps the library's own framing, masking and state checks
-    (``protocol.send_text``) and its own write (``send_data``), and only leaves out the
-    wrapper; the caller drains afterwards when the transport pushes back.
-    """
-    proto = getattr(ws, "protocol", None)
-    if proto is None or proto.state is not _WS_OPEN or ws.transport.is_closing():
-        return False
-    proto.send_text(payload)
-    ws.send_data()
-    return True
+def _client_frame(payload: bytes) -> bytes:
+    """``payload`` as one masked client text frame in ``websockets``' own framing (no
+    extensions: the sessions are opened with ``compression=None``)."""
+    return _WsFrame(_OP_TEXT, payload).serialize(mask=True, extensions=[])
 
 
 def _write_frames_now(ws: Any, data: bytes) -> bool:
     """Write ready-made (masked) client frames to the socket in one write; False (nothing
     written) unless the connection is OPEN. The frames are whole, so they never interleave
-    with the library's own control frames, which also go out whole through this transport."""
+    with the library's own control frames, which also go out whole through this transport.
+
+    Why not ``websockets``' ``send``: it wraps the write in an async context manager and a
+    drain, which cost more than the whole rest of an order's path to the socket, and it
+    yields to the event loop; the caller drains afterwards when the transport pushes back.
+    """
     proto = getattr(ws, "protocol", None)
     if proto is None or proto.state is not _WS_OPEN or ws.transport.is_closing():
         return False
@@ -870,9 +863,10 @@ class WsOrderBatch:
         if n is None:
             return len(self.slots) - 1
         frame = self._native("modify", n, instrument, client_id, int(side), price, qty, self.ts_ms)
-        spec = self.api.instruments.spec(instrument)
-        return self._add("order.modify", n, frame or self._python_frame(
-            n, "order.modify", modify_params(spec.symbol, client_id, side, price, qty, spec)))
+        if frame is None:
+            spec = self.api.instruments.spec(instrument)
+            frame = self._python_frame(n, "order.modify", modify_params(spec.symbol, client_id, side, price, qty, spec))
+        return self._add("order.modify", n, frame)
 
     def cancel(self, instrument: int, client_id: str) -> int:
         n = self._admit("order.cancel")
@@ -906,8 +900,7 @@ class WsOrderBatch:
     def _python_frame(self, n: int, method: str, params: Mapping[str, object]) -> bytes:
         """The Python encoder's JSON in ``websockets``' own client framing."""
         self.api.counters["python_frames"] += 1
-        return _WsFrame(_OP_TEXT, self.api._json(str(n), method, params, self.ts_ms)).serialize(
-            mask=True, extensions=[])
+        return _client_frame(self.api._json(str(n), method, params, self.ts_ms))
 
     def _add(self, method: str, n: int, frame: bytes) -> int:
         self.frames.append(frame)
@@ -1048,8 +1041,8 @@ class BinanceWsApi:
         rid, fut, frame, ws = self._prepare(method, params, signed, cost)
         write_mono = time.monotonic_ns()
         try:
-            written = _write_text_now(ws, frame)
-        except (websockets.WebSocketException, AttributeError, OSError, RuntimeError) as exc:
+            written = _write_frames_now(ws, frame)
+        except (AttributeError, OSError, RuntimeError) as exc:
             raise self._not_sent(rid, exc) from None
         if not written:
             raise self._not_sent(rid, websockets.ConnectionClosed(None, None))
@@ -1064,7 +1057,7 @@ class BinanceWsApi:
             raise NotSent(0, "WebSocket API not connected")
         self._admit(cost or cost_of(method))
         rid = f"{next(self._ids)}"
-        frame = self._json(rid, method, params, self.clock.venue_ms() if signed else None)
+        frame = _client_frame(self._json(rid, method, params, self.clock.venue_ms() if signed else None))
         return rid, self._expect(rid), frame, self._ws
 
     def _admit(self, cost: Cost) -> None:
