@@ -102,3 +102,18 @@ def spawn(instance: str) -> Iterator[Callable[..., subprocess.Popen]]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def rig(spawn, instance: str, tmp_path: Path):
+    """The executor process harness (``tests/e2e/executor_harness.py``: venue, segments,
+    executor) with the venue's book seeded; closed after the test, even when it fails."""
+    e2e = str(Path(__file__).resolve().parent / "e2e")
+    if e2e not in sys.path:
+        sys.path.insert(0, e2e)
+    from executor_harness import Rig
+
+    r = Rig(spawn, instance, tmp_path)
+    r.depth()
+    yield r
+    r.close()

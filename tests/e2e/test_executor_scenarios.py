@@ -22,14 +22,6 @@ from mmshm.records import Mode, OrderEventKind as K, OrderStatus as S, Side
 BID = "50005.0"     # inside the displayed 50000.0 / 50010.0: nobody ahead of us in the queue
 
 
-@pytest.fixture
-def rig(spawn, instance, tmp_path):
-    r = Rig(spawn, instance, tmp_path)
-    r.depth()
-    yield r
-    r.close()
-
-
 def stop(rig: Rig) -> str:
     rig.executor.send_signal(signal.SIGTERM)
     assert rig.executor.wait(timeout=20) == 0

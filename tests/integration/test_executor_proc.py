@@ -12,17 +12,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from executor_harness import Rig, wait_for  # noqa: E402
+from executor_harness import wait_for  # noqa: E402
 
 from mmshm.records import Mode, OrderEventKind as K  # noqa: E402
-
-
-@pytest.fixture
-def rig(spawn, instance, tmp_path):
-    r = Rig(spawn, instance, tmp_path)
-    r.depth()
-    yield r
-    r.close()
 
 
 @pytest.mark.timeout(60)

@@ -14,20 +14,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from executor_harness import Rig, wait_for  # noqa: E402
+from executor_harness import wait_for  # noqa: E402
 
 from mmshm.records import Mode  # noqa: E402
 
 SLOW_TIMED_PASS = ("--set", "idle.max_park_ns=60000000000", "--set", "idle.hot_max_park_ns=50000",
                    "--set", "executor.tick_interval_ms=60000")   # a tick also counts as work
-
-
-@pytest.fixture
-def rig(spawn, instance, tmp_path):
-    r = Rig(spawn, instance, tmp_path)
-    r.depth()
-    yield r
-    r.close()
 
 
 @pytest.mark.timeout(60)

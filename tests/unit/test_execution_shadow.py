@@ -3,27 +3,15 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-
 from mmshm.execution.client_ids import ClientIdGenerator
 from mmshm.execution.session import ExecutionSession, SessionConfig
 from mmshm.instruments import InstrumentSpec
-from mmshm.records import BOOK_ROW, FEE_SCALE, OrderEventKind as K, OrderStatus as S, Side
+from mmshm.records import FEE_SCALE, OrderEventKind as K, OrderStatus as S, Side
 from mmshm.venues.binance_usdm.trading import InstrumentIndex
-from rows import target_row
+from rows import book_row as book, target_row
 
 BTC = InstrumentSpec.from_decimals("BTCUSDT", "binance-usdm", "0.1", "0.001", min_notional="100",
                                    maker_fee_ppm=200, taker_fee_ppm=500)
-
-
-def book(bids, asks):
-    r = np.zeros(1, BOOK_ROW)[0]
-    r["n_bids"], r["n_asks"] = len(bids), len(asks)
-    for i, (p, q) in enumerate(bids):
-        r["bid_px"][i], r["bid_qty"][i] = p, q
-    for i, (p, q) in enumerate(asks):
-        r["ask_px"][i], r["ask_qty"][i] = p, q
-    return r
 
 
 def target(bids=(), asks=(), md_seq=1):
