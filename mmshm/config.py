@@ -129,10 +129,14 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
     yields: int = _f(10, "sched_yield calls before parking (sleep strategy)", ge=0)
     min_park_ns: int = _f(1_000, "first sleep of the backoff, ns", ge=1)
     max_park_ns: int = _f(1_000_000, "longest sleep of the backoff, ns", ge=1)
+    bells: bool = _f(
+        True, "the hot roles (quoter, executor) sleep on a doorbell their producers ring after "
+        "publishing (mmshm.agent.doorbell), so a new tick or target wakes them at once and "
+        "their parks last max_park_ns; false: they poll with hot_max_park_ns parks")
     hot_max_park_ns: int = _f(
-        50_000, "longest sleep of the latency-critical pollers (the executor's targets watcher "
-        "thread; see IdleConfig.max_park_ns_for), ns: a new target waits at most about this long",
-        ge=1)
+        50_000, "longest sleep of the latency-critical pollers when idle.bells is off (the "
+        "quoter's backoff and the executor's targets watcher thread), ns: a new target waits "
+        "at most about this long", ge=1)
     timer_slack_ns: int = _f(
         1_000, "kernel timer slack of the hot roles' threads (quoter, executor), ns: how late "
         "the kernel may wake a park (Linux default 50000, which made a 50 us park ~130 us); "
@@ -141,13 +145,14 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
     def max_park_ns_for(self, role: str) -> int:
         """The longest park of ``role``'s sleeping idle strategy.
 
-        The hot roles (quoter, executor) react to a change within one park, so they use
-        ``hot_max_park_ns``; every other role keeps ``max_park_ns``. Cost measured on a
-        2-core VM: a 50 us park wakes every ~130 us (kernel timer slack) and takes ~15-17%
-        of a core, against ~2% for 1 ms. The executor's row watcher and ``run_role`` (the
-        quoter's backoff) use it.
+        Without bells the hot roles (quoter, executor) react to a change within one park,
+        so they use ``hot_max_park_ns``; with bells a ring ends the park, which then only
+        bounds the unrung work (timers), so every role keeps ``max_park_ns``. Cost measured
+        on a 2-core VM: a 50 us park wakes every ~130 us (kernel timer slack) and takes
+        ~15-17% of a core, against ~2% for 1 ms. The executor's row watcher and
+        ``run_role`` (the quoter's backoff) use it.
         """
-        return self.hot_max_park_ns if role in HOT_ROLES else self.max_park_ns
+        return self.hot_max_park_ns if role in HOT_ROLES and not self.bells else self.max_park_ns
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 - ``BusySpinIdle``: never gives the core away. Production on an isolated, pinned core.
 - ``SpinThenYieldIdle``: spins a while, then ``sched_yield`` so a shared core stays usable.
 - ``BackoffIdle``: spins, yields, then sleeps with exponential backoff up to a maximum and
-  goes back to spinning as soon as work shows up. Laptops, CI and shared cores.
+  goes back to spinning as soon as work shows up. Laptops, CI and shared cores. Given a
+  :class:`~mmshm.agent.doorbell.Doorbell`, it sleeps on the bell instead: a producer's
+  ring ends the sleep at once, so the park is only the timeout for unrung work.
 - ``SleepingIdle``: a fixed sleep (the watchdog, exporters, anything that polls slowly).
 - ``NoOpIdle``: does nothing at all (tests that drive the loop themselves).
 
@@ -98,6 +100,7 @@ class BackoffIdle:
         min_park_ns: int = 50_000,
         max_park_ns: int = 1_000_000,
         sleep=time.sleep,
+        bell=None,
     ) -> None:
         if max_spins < 0 or max_yields < 0:
             raise ValueError("max_spins and max_yields must be >= 0")
@@ -108,6 +111,7 @@ class BackoffIdle:
         self.min_park_ns = min_park_ns
         self.max_park_ns = max_park_ns
         self._sleep = sleep
+        self.bell = bell    # a Doorbell: parks end when a producer rings (see mmshm.agent.doorbell)
         self.spins = 0
         self.yields = 0
         self.park_ns = min_park_ns
@@ -124,7 +128,11 @@ class BackoffIdle:
             os.sched_yield()
         else:
             self.parks += 1
-            self._sleep(self.park_ns / 1e9)
+            if self.bell is not None:
+                # drains first: a ring since the cycle's look returns at once (one spare look)
+                self.bell.wait(self.park_ns / 1e9)
+            else:
+                self._sleep(self.park_ns / 1e9)
             self.park_ns = min(self.park_ns * 2, self.max_park_ns)
 
     def reset(self) -> None:
@@ -179,18 +187,25 @@ def default_idle_kind(n_processes: int | None = None, cpus: int | None = None) -
     return "sleep" if c < n else "yield"
 
 
-def make_idle(kind: str | None = None, n_processes: int | None = None, **options) -> IdleStrategy:
-    """The idle strategy for ``kind`` (busy|yield|sleep|noop), else ``$MMSHM_IDLE``, else default.
+def resolve_idle_kind(kind: str | None = None, n_processes: int | None = None) -> str:
+    """The strategy that will run (busy|yield|sleep|noop): ``$MMSHM_IDLE``, else ``kind``,
+    else the machine's default.
 
     The environment wins over the ``kind`` argument so tests and CI can force
-    ``MMSHM_IDLE=sleep`` on processes whose config asks for busy-spin. ``options`` go to
-    the strategy's constructor (e.g. ``max_park_ns`` for sleep).
+    ``MMSHM_IDLE=sleep`` on processes whose config asks for busy-spin.
     """
     chosen = os.environ.get(ENV_IDLE) or kind or default_idle_kind(n_processes)
     normal = _KINDS.get(chosen.strip().lower())
     if normal is None:
         source = ENV_IDLE if os.environ.get(ENV_IDLE) else "idle strategy"
         raise ValueError(f"unknown {source} {chosen!r}: expected one of busy, yield, sleep")
+    return normal
+
+
+def make_idle(kind: str | None = None, n_processes: int | None = None, **options) -> IdleStrategy:
+    """The idle strategy :func:`resolve_idle_kind` picks; ``options`` go to the strategy's
+    constructor (e.g. ``max_park_ns`` or ``bell`` for sleep) when it takes them."""
+    normal = resolve_idle_kind(kind, n_processes)
     cls = {"busy": BusySpinIdle, "yield": SpinThenYieldIdle, "sleep": BackoffIdle, "noop": NoOpIdle}[normal]
     # Options meant for the configured kind are dropped when the environment overrides it.
     accepted = inspect.signature(cls).parameters

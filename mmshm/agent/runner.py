@@ -17,7 +17,8 @@ import time
 from typing import Callable, Sequence
 
 from mmshm.agent.base import Agent, CompositeAgent
-from mmshm.agent.idle import IdleStrategy, make_idle
+from mmshm.agent.doorbell import BELL_ROLES, Doorbell
+from mmshm.agent.idle import IdleStrategy, make_idle, resolve_idle_kind
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import DEFAULT_ROWS, ProcessSlot, ProcessTable
 from mmshm.agent.sdnotify import SdNotifier
@@ -344,7 +345,8 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
 
     Takes the instance, the role's CPU (``[cpus]``), idle strategy and backoff parameters
     (``[idle]``) and the process-table size (``segments.procs_rows``); ``kwargs`` override
-    or add (hooks, ``n_processes``...).
+    or add (hooks, ``n_processes``...). A hot role that sleeps (``idle.bells``, strategy
+    ``sleep``) parks on its doorbell, so its producers' rings wake it at once.
     """
     idle_cfg = config.idle
     if role in HOT_ROLES:
@@ -352,9 +354,22 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
     kwargs.setdefault("instance", config.instance)
     kwargs.setdefault("cpu", config.role_cpu(role))
     kwargs.setdefault("idle_kind", config.role_idle(role))
-    kwargs.setdefault("idle_options", {
+    options = {
         "max_spins": idle_cfg.spins, "max_yields": idle_cfg.yields,
         "min_park_ns": idle_cfg.min_park_ns, "max_park_ns": idle_cfg.max_park_ns_for(role),
-    })
+    }
+    bell = None
+    if (idle_cfg.bells and role in BELL_ROLES and kwargs.get("idle") is None
+            and "idle_options" not in kwargs
+            and resolve_idle_kind(kwargs["idle_kind"], kwargs.get("n_processes")) == "sleep"):
+        bell = Doorbell(config.instance, role)
+        options["bell"] = bell
+    kwargs.setdefault("idle_options", options)
     kwargs.setdefault("proc_rows", config.segments.procs_rows)
-    return run_agents(role, agents, **kwargs)
+    try:
+        return run_agents(role, agents, **kwargs)
+    finally:
+        if bell is not None:
+            log.info("doorbell closed", extra={"role": role, "rings": bell.rings, "waits": bell.waits,
+                                               "woken": bell.wakes})
+            bell.close()

@@ -1,4 +1,5 @@
-"""[idle] park bounds: the hot roles' short park (idle.hot_max_park_ns)."""
+"""[idle] park bounds: with bells every role parks max_park_ns; without, the hot roles'
+short park (idle.hot_max_park_ns)."""
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,14 @@ import pytest
 from mmshm.config import HOT_ROLES, ROLES, ConfigError, load_config
 
 
-def test_hot_roles_use_the_short_park_others_the_long_one():
+def test_with_bells_every_role_parks_the_long_park():
     cfg = load_config(env={})
+    assert cfg.idle.bells
+    assert {cfg.idle.max_park_ns_for(role) for role in ROLES} == {cfg.idle.max_park_ns}
+
+
+def test_without_bells_hot_roles_use_the_short_park_others_the_long_one():
+    cfg = load_config(cli_overrides=["idle.bells=false"], env={})
     assert cfg.idle.hot_max_park_ns < cfg.idle.max_park_ns
     for role in ROLES:
         want = cfg.idle.hot_max_park_ns if role in HOT_ROLES else cfg.idle.max_park_ns
@@ -16,20 +23,56 @@ def test_hot_roles_use_the_short_park_others_the_long_one():
 
 
 def test_hot_park_is_configurable_and_checked_against_min_park():
-    cfg = load_config(cli_overrides=["idle.hot_max_park_ns=20000"], env={})
+    cfg = load_config(cli_overrides=["idle.hot_max_park_ns=20000", "idle.bells=false"], env={})
     assert cfg.idle.max_park_ns_for("executor") == 20_000
     with pytest.raises(ConfigError, match="hot_max_park_ns"):
         load_config(cli_overrides=["idle.min_park_ns=30000", "idle.hot_max_park_ns=20000"], env={})
 
 
 def test_run_role_gives_each_role_its_own_park(monkeypatch) -> None:
-    """The quoter (a hot role) backs off to the short park; risk keeps the long one."""
+    """Without bells the quoter (a hot role) backs off to the short park; risk keeps the long one."""
     from mmshm.agent import runner
 
+    monkeypatch.delenv("MMSHM_IDLE", raising=False)
     seen: dict[str, dict] = {}
     monkeypatch.setattr(runner, "run_agents", lambda role, agents, **kw: seen.setdefault(role, kw) and 0)
-    cfg = load_config(env={})
+    cfg = load_config(cli_overrides=["idle.bells=false", "idle.quoter=sleep"], env={})
     runner.run_role("quoter", [], cfg)
     runner.run_role("risk", [], cfg)
     assert seen["quoter"]["idle_options"]["max_park_ns"] == cfg.idle.hot_max_park_ns
+    assert "bell" not in seen["quoter"]["idle_options"]
     assert seen["risk"]["idle_options"]["max_park_ns"] == cfg.idle.max_park_ns
+
+
+def test_run_role_parks_a_sleeping_hot_role_on_its_doorbell(monkeypatch, instance) -> None:
+    """With bells the sleeping quoter gets its bound doorbell (closed after the run) and the
+    long park; risk (not a bell role) and a spinning quoter get none."""
+    from mmshm.agent import runner
+    from mmshm.agent.doorbell import BellRinger
+
+    monkeypatch.delenv("MMSHM_IDLE", raising=False)
+    seen: dict[str, dict] = {}
+
+    def fake_run_agents(role, agents, **kw):
+        bell = kw["idle_options"].get("bell")
+        if bell is not None:                       # bound while the role runs: a ring arrives
+            ringer = BellRinger(instance, role)
+            ringer.ring()
+            kw["rung"] = bell.wait(5.0)
+            ringer.close()
+        seen[role] = kw
+        return 0
+
+    monkeypatch.setattr(runner, "run_agents", fake_run_agents)
+    cfg = load_config(cli_overrides=[f"instance={instance}", "idle.quoter=sleep", "idle.risk=sleep"], env={})
+    runner.run_role("quoter", [], cfg)
+    runner.run_role("risk", [], cfg)
+    assert seen["quoter"]["rung"] is True
+    assert seen["quoter"]["idle_options"]["max_park_ns"] == cfg.idle.max_park_ns
+    assert "bell" not in seen["risk"]["idle_options"]
+    ringer = BellRinger(instance, "quoter")        # closed after the run: nobody listens
+    ringer.ring()
+    assert ringer.absent == 1
+    spinning = load_config(cli_overrides=[f"instance={instance}", "idle.quoter=busy"], env={})
+    runner.run_role("quoter", [], spinning)
+    assert "bell" not in seen["quoter"]["idle_options"]
