@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Sequence
 
+from mmshm.agent.doorbell import BellRinger
 from mmshm.agent.runner import run_role
 from mmshm.agent.program import cannot_start, run_program
 from mmshm.config import Config, add_config_arguments, quoter_params_kwargs
@@ -111,9 +112,11 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             control_inode = inode
             return fresh
 
+        executor_bell = BellRinger(inst, "executor") if cfg.idle.bells else None
         agent = QuoterProcessAgent(engine, md, books, control, targets, signals, latency,
                                    requote_interval_s=args.requote_ms / 1000.0,
-                                   control_max_age_s=args.control_max_age_s, reopen_control=reopen_control)
+                                   control_max_age_s=args.control_max_age_s, reopen_control=reopen_control,
+                                   ring_targets=executor_bell.ring if executor_bell is not None else None)
         log.info("quoting", extra={"instruments": [f"{venue_specs[i].venue}:{venue_specs[i].symbol}" for i in chosen],
                                    "model": params.model.name, "reference": args.reference or None})
 
@@ -129,6 +132,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             signals.close(unlink=True)
             if latency is not None:
                 latency.close()
+            if executor_bell is not None:
+                log.info("executor bell", extra=executor_bell.counts())
+                executor_bell.close()
     except (SegmentWaitTimeout, SegmentMismatch, SegmentInUse, KeyError, ValueError) as exc:
         return cannot_start(ROLE, exc, log)
     finally:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from mmshm.agent.doorbell import BELL_ROLES, Bells
 from mmshm.agent.runner import run_role
 from mmshm.agent.program import cannot_start, run_program
 from mmshm.config import Config, add_config_arguments, instrument_risk_kwargs, risk_params_kwargs
@@ -117,6 +118,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                                  evaluate_interval_s=args.evaluate_ms / 1000.0,
                                  journal_path=cfg.recorder.sqlite_path or None,
                                  state_path=args.state_file or Path(cfg.state_dir) / inst / "risk-state.json")
+        bells = Bells(inst, BELL_ROLES) if cfg.idle.bells else None
+        agent.ring = bells.ring if bells is not None else None
         log.info("risk started", extra={"instruments": [engine.specs[i].symbol for i in chosen],
                                         "equity": params.initial_equity, "account_max_age_s": params.account_max_age_s, "postmortem_dir": str(params.postmortem_dir)})
         try:
@@ -124,6 +127,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         finally:
             if agent.orders is not None:
                 agent.orders.close()
+            if bells is not None:
+                log.info("control bells", extra=bells.counts())
+                bells.close()
     except (SegmentWaitTimeout, SegmentMismatch, SegmentInUse, ShmError, KeyError, ValueError) as exc:
         return cannot_start(ROLE, exc, log)
     finally:

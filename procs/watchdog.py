@@ -15,6 +15,7 @@ from typing import Sequence
 import orjson
 
 from mmshm.agent.idle import SleepingIdle
+from mmshm.agent.doorbell import BellRinger
 from mmshm.agent.runner import run_role
 from mmshm.agent.program import run_program
 from mmshm.config import Config, add_config_arguments
@@ -47,8 +48,14 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                              "verdict": a.verdict.name, "reason": a.reason} for a in results]).decode())
         return 0
     period_ns = int(min(policy.interval_s, MAX_SLEEP_S) * 1e9)
-    return run_role("watchdog", [WatchdogAgent(watchdog)], cfg, idle=SleepingIdle(period_ns),
-                    on_reload=watchdog.request_halt_clear)
+    bell = BellRinger(cfg.instance, "executor") if cfg.idle.bells else None
+    watchdog.ring = bell.ring if bell is not None else None
+    try:
+        return run_role("watchdog", [WatchdogAgent(watchdog)], cfg, idle=SleepingIdle(period_ns),
+                        on_reload=watchdog.request_halt_clear)
+    finally:
+        if bell is not None:
+            bell.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,12 +32,15 @@ process does between the segments and the session lives here:
   started while halted) and drained: awaited up to ``executor.halt_drain_ms``, then cancelled;
 - heartbeat, named counters and sd_notify from an asyncio task, so a venue request that
   takes seconds never makes the executor look hung while its event loop is alive;
-- idle: a :class:`~mmshm.execution.watcher.RowWatcher` thread reads the targets/control/
-  verdict row versions every ``idle.hot_max_park_ns`` and wakes the loop through
-  ``call_soon_threadsafe`` when one changes, so a new target is acted on within tens of
-  microseconds while the loop otherwise sleeps in epoll (uvloop timers cannot sleep
-  less than a millisecond). The loop still makes a full timed pass at least every
-  ``idle.max_park_ns`` (control staleness, ticks, segment attach, commands).
+- idle: the loop sleeps in epoll and wakes when a watched row changes, so a new target is
+  acted on within tens of microseconds (uvloop timers cannot sleep less than a
+  millisecond). With ``idle.bells`` (default) the executor's doorbell
+  (:mod:`mmshm.agent.doorbell`) is one of the loop's readers and the quoter (targets), risk
+  (control) and the watchdog (HALT) ring it after writing; without, a
+  :class:`~mmshm.execution.watcher.RowWatcher` thread polls the row versions every
+  ``idle.hot_max_park_ns`` and wakes the loop through ``call_soon_threadsafe``. The loop
+  still makes a full timed pass at least every ``idle.max_park_ns`` (control staleness,
+  ticks, segment attach, commands).
 
 The agent runner (:mod:`mmshm.agent.runner`) is a synchronous duty cycle; the executor
 is an asyncio program (aiohttp sessions, the user-data stream, the dead-man refresher
@@ -58,6 +61,7 @@ import numpy as np
 
 from mmshm.agent import signals as sig
 from mmshm.agent.counters import ROLE_COUNTERS
+from mmshm.agent.doorbell import Doorbell
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.timerslack import apply_timer_slack
 from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
@@ -117,8 +121,10 @@ class ServiceOptions:
     idle_max_s: float = 0.001
     idle_spins: int = 0                 # idle passes that only yield to the loop before sleeping
     busy_poll: bool = False             # never sleep (pinned production core): asyncio.sleep(0)
-    watch: bool = True                  # idle waits on a RowWatcher (park idle.hot_max_park_ns);
-                                        # False: back off with asyncio sleeps (ms timer granularity)
+    watch: bool = True                  # idle waits for a wake: the doorbell (bells) or a RowWatcher
+                                        # (park idle.hot_max_park_ns); False: back off with asyncio
+                                        # sleeps (ms timer granularity)
+    bells: bool = True                  # idle.bells: wake on the executor's doorbell, not a watcher
     halt_drain_s: float | None = None   # longest wait for in-flight applies before a halt's or the
                                         # stop's cancel-all; still running then: cancelled. An answer
                                         # takes ms; a venue that has not answered in 0.5 s is stuck,
@@ -157,7 +163,8 @@ class ExecutorService:
             self.opt.idle_spins = cfg.idle.spins
         self.opt.idle_min_s = max(self.opt.idle_min_s, cfg.idle.min_park_ns / 1e9)
         self.opt.idle_max_s = max(self.opt.idle_min_s, cfg.idle.max_park_ns / 1e9)
-        self.watch_park_ns = cfg.idle.max_park_ns_for(ROLE)
+        self.watch_park_ns = cfg.idle.hot_max_park_ns     # the watcher runs only without bells
+        self.opt.bells = self.opt.bells and cfg.idle.bells
         self.session_factory = session_factory
         self.notifier = notifier or SdNotifier()
         self.proc_table = proc_table
@@ -211,6 +218,7 @@ class ExecutorService:
         self._book_version: list[int] = []
         self.commands = None                       # operator commands (RESUME lifts the SIGUSR1 latch)
         self.watcher: RowWatcher | None = None     # wakes the idle loop when a watched row changes
+        self.bell: Doorbell | None = None          # or: our doorbell, rung by the rows' writers
         self._poked = False                        # a watched row changed since this pass began
         self._waiter: asyncio.Future | None = None
         self.account: AccountWriter | None = None  # the venue account row (risk's equity and margin)
@@ -653,10 +661,20 @@ class ExecutorService:
         if w is not None and not w.done():
             w.set_result(None)
 
+    def _on_bell(self) -> None:
+        """Loop reader of the doorbell: drain it (before the pass looks), then wake the pass."""
+        if self.bell is not None and self.bell.drain():
+            self._poke()
+
     def _start_watcher(self) -> None:
-        if not self.opt.watch or self.opt.busy_poll or self.watcher is not None:
+        if not self.opt.watch or self.opt.busy_poll or self.watcher is not None or self.bell is not None:
             return
         loop = asyncio.get_running_loop()
+        if self.opt.bells:
+            self.bell = Doorbell(self.instance, ROLE)
+            loop.add_reader(self.bell.fileno(), self._on_bell)
+            log.info("sleeping on the doorbell", extra={"timed_pass_ms": self.opt.idle_max_s * 1e3})
+            return
         self.watcher = RowWatcher(self._watched_versions, lambda: loop.call_soon_threadsafe(self._poke),
                                   self.watch_park_ns, name="executor-row-watcher")
         self.watcher.start()
@@ -664,7 +682,16 @@ class ExecutorService:
                                                "timed_pass_ms": self.opt.idle_max_s * 1e3})
 
     def _stop_watcher(self) -> None:
-        """Join the watcher thread (it reads segment versions: before the segments close)."""
+        """Join the watcher thread (it reads segment versions: before the segments close);
+        take the doorbell out of the loop and close it."""
+        if self.bell is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.bell.fileno())
+            except RuntimeError:                 # no running loop (stopped from outside it)
+                pass
+            log.info("doorbell closed", extra={"rings": self.bell.rings})
+            self.bell.close()
+            self.bell = None
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -738,7 +765,7 @@ class ExecutorService:
                 spins += 1
                 if self.opt.busy_poll or spins <= self.opt.idle_spins:
                     await asyncio.sleep(0)
-                elif self.watcher is not None and self.watcher.alive:
+                elif self.bell is not None or (self.watcher is not None and self.watcher.alive):
                     await self._wait_wake(self.opt.idle_max_s)
                 else:
                     await asyncio.sleep(idle_s)
@@ -1015,19 +1042,26 @@ def _resolve(fut: asyncio.Future) -> None:
 
 # ---------------------------------------------------------------------- entry point
 
-def install_loop_signals(flags: sig.SignalFlags) -> None:
-    """Signals through the event loop (wakes it; the handler still only sets flags)."""
+def install_loop_signals(flags: sig.SignalFlags, then: Callable[[], None] | None = None) -> None:
+    """Signals through the event loop (wakes it; the handler still only sets flags), then
+    ``then()`` (the service's poke: its idle wait must end to act on the flags)."""
     loop = asyncio.get_running_loop()
+
+    def handle(signum: int) -> None:
+        flags._handle(signum, None)
+        if then is not None:
+            then()
+
     for signum in sig.HANDLED:
-        loop.add_signal_handler(signum, flags._handle, signum, None)
+        loop.add_signal_handler(signum, handle, signum)
 
 
 async def _amain(cfg, options: ServiceOptions | None) -> int:
     flags = sig.SignalFlags()
-    install_loop_signals(flags)
     table = ProcessTable.open(cfg.instance, cfg.segments.procs_rows)
     try:
         svc = ExecutorService(cfg, flags=flags, options=options, proc_table=table)
+        install_loop_signals(flags, svc._poke)
         return await svc.run()
     finally:
         table.close()

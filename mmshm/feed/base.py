@@ -18,7 +18,13 @@ from mmshm.instruments import InstrumentSpec
 
 #: Called after every frame (or batch of frames) a source handled: the service
 #: heartbeats its process row from it, so a loop stuck in a callback shows as hung.
+#: Sources also call their ``published_hook`` (same type) after every frame they
+#: published from: the service rings the quoter's doorbell from it.
 Beat = Callable[[], None]
+
+
+def no_op() -> None:
+    """A source's hooks before the service sets them."""
 
 
 class LatencyWindow:

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from mmshm.feed.base import Beat, LatencyWindow, now_ns
+from mmshm.feed.base import Beat, LatencyWindow, no_op, now_ns
 from mmshm.instruments import InstrumentError, InstrumentSpec
 from mmshm.records import MdStatus
 from mmshm.venues.binance_usdm import constants as C
@@ -111,6 +111,7 @@ class BinanceFeedSource:
         self._lat_add = self.latency.add
         self._frames = 0
         self.beat_hook = beat or (lambda: None)
+        self.published_hook: Beat = no_op   # after every frame (the service rings the quoter)
         self._rng = rng or random.Random()
         self.sequence = FeedSequence()
         self.books: list[BinanceUsdmBook] = []
@@ -244,6 +245,7 @@ class BinanceFeedSource:
                 return
             book = books[i]
         book.on_frame(data, recv_ns)
+        self.published_hook()
         e = book.parser.event_time
         if e > 0:
             self._lat_add(recv_ns - e * 1_000_000)
@@ -259,6 +261,7 @@ class BinanceFeedSource:
             return
         book = self.books[i]
         book.on_frame(data, recv_ns)
+        self.published_hook()
         e = book.parser.event_time
         if e > 0:
             self._lat_add(recv_ns - e * 1_000_000)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mmshm.feed.base import Beat, LatencyWindow, now_ns
+from mmshm.feed.base import Beat, LatencyWindow, no_op, now_ns
 from mmshm.instruments import InstrumentSpec
 from mmshm.records import MdKind, MdStatus
 from mmshm.venues.connection import BackoffPolicy, WsConnection
@@ -41,6 +41,7 @@ class HyperliquidFeedSource:
         self.book_depth = book_depth
         self.latency = latency or LatencyWindow()
         self.beat_hook = beat or (lambda: None)
+        self.published_hook: Beat = no_op   # after every frame (the service rings the quoter)
         self.specs: list[InstrumentSpec] = []
         self.adapters: list[HyperliquidMarketData] = []
         self._by_coin: dict[str, int] = {}
@@ -110,6 +111,7 @@ class HyperliquidFeedSource:
                 if vts > 0:
                     self.latency.add(recv_ns - vts)
                 self._publish(i, events)
+                self.published_hook()
         self.beat_hook()
 
     def _route(self, data: bytes) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from mmshm.feed.base import Beat, LatencyWindow, now_ns
+from mmshm.feed.base import Beat, LatencyWindow, no_op, now_ns
 from mmshm.instruments import InstrumentSpec
 from mmshm.records import MdStatus
 from mmshm.venues.binance_usdm import constants as C
@@ -42,6 +42,7 @@ class ReplayFeedSource:
         self.book_depth = book_depth
         self.latency = latency or LatencyWindow()
         self.beat_hook = beat or (lambda: None)
+        self.published_hook: Beat = no_op   # after every frame (the service rings the quoter)
         self.batch = batch
         self.specs: list[InstrumentSpec] = []
         self.books: list[BinanceUsdmBook] = []
@@ -76,6 +77,7 @@ class ReplayFeedSource:
                 if self._stopping:
                     return
                 on_frame(frame, ts)
+                self.published_hook()
                 e = parser.event_time
                 if e > 0:
                     lat.add(ts - e * 1_000_000)
@@ -92,6 +94,7 @@ class ReplayFeedSource:
                 n += 1
                 if n % self.batch == 0:
                     self.frames = n
+                    self.published_hook()
                     beat()
                     await asyncio.sleep(0)
         self.frames = n

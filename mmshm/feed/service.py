@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from mmshm.agent.doorbell import Bells
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import ProcessSlot, ProcessTable
 from mmshm.agent.sdnotify import SdNotifier
@@ -62,6 +63,7 @@ class FeedSettings:
     latency_publish_s: float = 1.0   # latency histogram + p50/max window
     status_log_s: float = 30.0       # one INFO line with every counter
     unlink_on_exit: bool = False
+    bells: bool = True               # ring the quoter's doorbell after publishing (idle.bells)
 
 
 class FeedService:
@@ -90,6 +92,8 @@ class FeedService:
         self.implausible_latency = 0
         if hasattr(source, "beat_hook"):
             source.beat_hook = self.beat     # heartbeat after every frame the source handles
+        self.bells: Bells | None = None      # rung when a frame published (see _ring_readers)
+        self._rung_cursor = -1
 
     # ------------------------------------------------------------------ heartbeat
     def beat(self) -> None:
@@ -98,6 +102,14 @@ class FeedService:
         if hb is not None:
             self._beats += 1
             hb(time.monotonic_ns(), self._beats, 0)
+
+    def _ring_readers(self) -> None:
+        """After a frame: ring the quoter's doorbell if the frame published into the md ring
+        (a frame that changed nothing wakes nobody)."""
+        cursor = self.md.cursor
+        if cursor != self._rung_cursor:
+            self._rung_cursor = cursor
+            self.bells.ring()
 
     def request_stop(self, reason: str = "stop requested") -> None:
         if self._stop is not None and not self._stop.is_set():
@@ -134,6 +146,9 @@ class FeedService:
                 return 0
             self._create_segments(specs)
             self.source.bind(self.md, self.book)
+            if s.bells and hasattr(self.source, "published_hook"):
+                self.bells = Bells(s.instance, ("quoter",))
+                self.source.published_hook = self._ring_readers
             self.slot.set_state(self._state())
             log.info("feed running", extra={"instruments": [f"{sp.venue}:{sp.symbol}" for sp in specs],
                                             "instance": s.instance})
@@ -278,6 +293,11 @@ class FeedService:
             await asyncio.wait_for(self.source.stop(), 5.0)
         except Exception:
             log.exception("feed source did not stop cleanly")
+        if self.bells is not None:
+            self.bells.ring()                # the DISCONNECTED rows the stop published
+            log.info("quoter bell", extra=self.bells.counts())
+            self.bells.close()
+            self.bells = None
         for task in (runner, housekeeping):
             if task is not None and not task.done():
                 task.cancel()
@@ -313,7 +333,7 @@ class FeedService:
 def settings_from_config(cfg: Any, **overrides: Any) -> FeedSettings:
     """FeedSettings from an ``mmshm.config.Config``."""
     kw = dict(instance=cfg.instance, md_capacity=cfg.segments.md_capacity, book_rows=cfg.segments.book_rows,
-              procs_rows=cfg.segments.procs_rows, cpu=cfg.role_cpu("feed"))
+              procs_rows=cfg.segments.procs_rows, cpu=cfg.role_cpu("feed"), bells=cfg.idle.bells)
     kw.update(overrides)
     return FeedSettings(**kw)
 

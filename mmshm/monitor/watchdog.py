@@ -75,6 +75,8 @@ class Watchdog:
         self._kills: dict[int, tuple[int, int]] = {}  # pid -> (signal sent, mono when)
         self._errors_seen: set[str] = set()  # snapshot errors already logged
         self.halt = False
+        self.ring: Callable[[], None] | None = None   # the executor's doorbell: rung when HALT changes
+        self._rung_halt: bool | None = None
         self.halt_reason = ""
         self.halt_since = 0
         self._all_critical_ok_since: int | None = None
@@ -243,6 +245,9 @@ class Watchdog:
         rec["halt"] = 1 if self.halt else 0
         rec["reason"] = _fit(self.halt_reason)
         self.verdicts.write(0, rec)
+        if self.ring is not None and self.halt != self._rung_halt:
+            self._rung_halt = self.halt
+            self.ring()
 
     def _restore_halt(self) -> None:
         """A restarted watchdog keeps a HALT its predecessor raised (HALT is latched)."""

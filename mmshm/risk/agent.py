@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Callable
+
 from mmshm.records import BOOK_ROW, ORDER_EVENT
 from mmshm.risk.engine import RiskEngine
+
+
+#: CONTROL_ROW fields the quoter and executor act on: a change of one rings their doorbells
+#: (a rewrite that only refreshes the heartbeat wakes nobody).
+CONTROL_FIELDS_ACTED_ON = ("mode", "reason", "limit_scale_bp", "max_position", "max_order_qty",
+                           "position", "widen_bp", "flags")
 
 
 class RiskAgent:
@@ -32,6 +40,8 @@ class RiskAgent:
         self.events = 0
         self.evaluations = 0
         self.book_busy = 0
+        self.ring: Callable[[], None] | None = None   # rings the quoter's and executor's doorbells
+        self._acted_on = b""
 
     def on_start(self) -> None:
         self.evaluate()
@@ -68,9 +78,18 @@ class RiskAgent:
                 self.engine.on_book_row(self._book[0])
         self.engine.evaluate()
         self.engine.control_rows(self._rows)
-        for r in range(len(self._rows)):
-            self.control.write(r, self._rows[r:r + 1])
+        self.write_control(self._rows)
         self.evaluations += 1
+
+    def write_control(self, rows: np.ndarray) -> None:
+        """Write every control row; ring the readers' doorbells if what they act on changed."""
+        for r in range(len(rows)):
+            self.control.write(r, rows[r:r + 1])
+        if self.ring is not None:
+            acted_on = b"".join(rows[f].tobytes() for f in CONTROL_FIELDS_ACTED_ON)
+            if acted_on != self._acted_on:
+                self._acted_on = acted_on
+                self.ring()
 
     def on_close(self) -> None:
         pass

@@ -398,8 +398,7 @@ class RiskProcessAgent(RiskAgent):
         self._publish_counters()
         rows = self.engine.control_rows(self._rows)
         rows["mode"] = np.maximum(rows["mode"], int(Mode.HALT))
-        for r in range(len(rows)):
-            self.control.write(r, rows[r:r + 1])
+        self.write_control(rows)
         for seg in (self.signals, self.verdicts, self.commands, self.account):
             if seg is not None:
                 try:

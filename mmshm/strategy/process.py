@@ -161,8 +161,11 @@ class QuoterProcessAgent(QuoterAgent):
                  latency=None, *, requote_interval_s: float = 0.02, signals_interval_s: float = 0.1,
                  control_max_age_s: float = 2.0, latency_publish_s: float = 0.5,
                  reopen_control: Callable[[], SeqlockTable | None] | None = None, batch: int = 64,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns,
+                 ring_targets: Callable[[], None] | None = None) -> None:
         super().__init__(engine, md, books, control, targets, batch)
+        # wakes the executor sleeping on its doorbell once targets were written (None: nobody)
+        self.ring_targets = ring_targets
         self.signals_table = signals
         self.latency = latency
         self.requote_ns = int(requote_interval_s * 1e9)
@@ -222,12 +225,16 @@ class QuoterProcessAgent(QuoterAgent):
                 self._quote(inst, now)
                 if self.latency is not None and pub > 0:
                     self.latency.record(self.clock() - pub)
+            if dirty and self.ring_targets is not None:
+                self.ring_targets()
             self.engine.maybe_fit(now)
         if now >= self._next_requote:
             self._next_requote = now + self.requote_ns
             self._check_control(now)
             for inst in self.instruments:
                 self._quote(inst, now)
+            if self.ring_targets is not None:
+                self.ring_targets()
             self.stats["timer_requotes"] += 1
             work += 1
         if now >= self._next_signals:
@@ -363,6 +370,8 @@ class QuoterProcessAgent(QuoterAgent):
         now = self.clock()
         for inst in self.instruments:
             self._write_pull(inst, now)
+        if self.ring_targets is not None:
+            self.ring_targets()
 
     def on_close(self) -> None:
         try:

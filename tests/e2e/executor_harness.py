@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from mmshm.agent.counters import named_counters
+from mmshm.agent.doorbell import BellRinger
 from mmshm.agent.proctable import ProcessTable
 from mmshm.instruments import InstrumentTable
 from mmshm.records import CONTROL_ROW, ORDER_EVENT, TARGET_ROW, Mode, OrderEventKind as K, ProcState
@@ -93,6 +94,8 @@ class Rig:
         self.control = SeqlockTable.create(instance, "control", CONTROL_ROW, control_rows)
         self._ctl = np.zeros(control_rows, CONTROL_ROW)
         self._ctl_lock = threading.Lock()
+        # rung after each target / control change, as the quoter and risk do (idle.bells)
+        self.executor_bell = BellRinger(instance, "executor")
         self.set_control(Mode.NORMAL, max_position=1000, max_order_qty=100)
         self.events: list[np.void] = []
         self._events_lock = threading.Lock()
@@ -171,6 +174,7 @@ class Rig:
             if beat is not None:
                 self._control_beat = beat
             self._write_control()
+        self.executor_bell.ring()
 
     def _write_control(self) -> None:
         now = time.monotonic_ns()
@@ -199,6 +203,7 @@ class Rig:
         for i, (p, q) in enumerate(asks):
             r["ask_px"][i], r["ask_qty"][i] = p, q
         self.targets.write(0, r)
+        self.executor_bell.ring()
 
     def ticks(self, price: str) -> int:
         return self.spec.price_to_ticks(price)
@@ -303,6 +308,7 @@ class Rig:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
+        self.executor_bell.close()
         for seg in (self.targets, self.control, self.instruments):
             try:
                 seg.close()

@@ -1,9 +1,11 @@
-"""The executor process with its row watcher (mmshm/execution/watcher.py) driving the idle loop.
+"""The executor process's idle loop woken by row changes: by its doorbell (idle.bells, the
+default: the rig rings it after each target and control write, as the quoter and risk do)
+or by its row watcher (mmshm/execution/watcher.py, bells off).
 
-The timed pass and the housekeeping tick are pushed out to 60 s, so passes happen when the
-watcher sees a targets/control row change (plus the early idle backoff); new targets and a
-HALT must still be acted on, and the watcher must have run. The wake-up itself is tested
-in-process in tests/unit/test_execution_watcher.py. No timing is asserted.
+The timed pass and the housekeeping tick are pushed out to 60 s, so passes happen when a
+wake-up comes (plus the early idle backoff); new targets and a HALT must still be acted
+on, and the wake-up path must have run. The wake-up itself is tested in-process in
+tests/unit/test_execution_watcher.py. No timing is asserted.
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ SLOW_TIMED_PASS = ("--set", "idle.max_park_ns=60000000000", "--set", "idle.hot_m
 
 
 @pytest.mark.timeout(60)
-def test_target_and_halt_changes_wake_the_idle_loop(rig):
-    rig.start_executor(*SLOW_TIMED_PASS)
+@pytest.mark.parametrize("bells", ["true", "false"])
+def test_target_and_halt_changes_wake_the_idle_loop(rig, bells):
+    rig.start_executor(*SLOW_TIMED_PASS, "--set", f"idle.bells={bells}")
     rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))])
     wait_for(lambda: len(rig.open_orders()) == 1, 10, "bid placed after a target-row wake", [rig.executor])
     rig.target(bids=[(rig.ticks("49990.0"), rig.lots("0.010"))], asks=[(rig.ticks("50020.0"), rig.lots("0.020"))])
@@ -33,4 +36,8 @@ def test_target_and_halt_changes_wake_the_idle_loop(rig):
     wait_for(lambda: rig.open_orders() == [], 10, "cancel-all after a control-row wake", [rig.executor])
     rig.executor.send_signal(signal.SIGTERM)
     assert rig.executor.wait(timeout=15) == 0
-    assert "row watcher started" in rig.log_path.read_text()
+    log = rig.log_path.read_text()
+    if bells == "true":
+        assert "sleeping on the doorbell" in log and "row watcher started" not in log
+    else:
+        assert "row watcher started" in log and "sleeping on the doorbell" not in log

@@ -98,7 +98,8 @@ def test_executor_idle_wait_is_ended_by_a_target_row_version_change(instance):
     from mmshm.records import TARGET_ROW
     from mmshm.shm import SeqlockTable
 
-    cfg = load_config(cli_overrides=[f"instance={instance}", "idle.hot_max_park_ns=100000"], env={})
+    cfg = load_config(cli_overrides=[f"instance={instance}", "idle.hot_max_park_ns=100000", "idle.bells=false"],
+                      env={})
     targets = SeqlockTable.create(instance, "targets", TARGET_ROW, rows=2)
     svc = ExecutorService(cfg)
     svc.targets, svc.n_inst = targets, 2
@@ -127,6 +128,52 @@ def test_executor_idle_wait_is_ended_by_a_target_row_version_change(instance):
     finally:
         targets.close()
     assert svc.watcher is None
+
+
+@pytest.mark.timeout(30)
+def test_executor_idle_wait_is_ended_by_its_doorbell(instance):
+    """ExecutorService with bells: no watcher thread; the idle wait (timed pass 60 s) returns
+    because a writer rang the executor's doorbell after writing a target row."""
+    import numpy as np
+
+    from mmshm.agent.doorbell import BellRinger
+    from mmshm.config import load_config
+    from mmshm.execution.process import ExecutorService
+    from mmshm.records import TARGET_ROW
+    from mmshm.shm import SeqlockTable
+
+    cfg = load_config(cli_overrides=[f"instance={instance}"], env={})
+    targets = SeqlockTable.create(instance, "targets", TARGET_ROW, rows=2)
+    svc = ExecutorService(cfg)
+    svc.targets, svc.n_inst = targets, 2
+    ringer = BellRinger(instance, "executor")
+
+    def quoter():
+        row = np.zeros(1, TARGET_ROW)[0]
+        row["instrument"] = 1
+        targets.write(1, row)
+        ringer.ring()
+
+    async def main():
+        svc._start_watcher()
+        try:
+            assert svc.watcher is None and svc.bell is not None
+            svc._poked = False
+            wait = asyncio.ensure_future(svc._wait_wake(60.0))
+            await asyncio.sleep(0.05)
+            assert not wait.done()                       # nobody rang: still parked
+            threading.Thread(target=quoter).start()
+            await asyncio.wait_for(wait, 10)
+            assert svc._poked and svc.bell.rings == 1 and ringer.rung == 1
+        finally:
+            svc._stop_watcher()
+
+    try:
+        asyncio.run(main())
+    finally:
+        targets.close()
+        ringer.close()
+    assert svc.bell is None
 
 
 async def _until(pred):
