@@ -26,6 +26,6 @@ def test_bench_e2e_quick_json_shape():
     assert set(run["unlinked"]) == {"no_journal", "md_not_in_ring", "frame_not_stamped", "replanned_row"}
     t2o = run["tick_to_order"]
     assert "n" in t2o and (t2o["n"] == 0 or {"p50_us", "p99_us"} <= set(t2o))
-    assert out["peer"]["strategy"] == "sleep"
+    assert out["peer"]["strategy"] == "poll"
     assert set(out["goal"]) == {"p50_us", "p99_us", "met_p50", "met_p99"}
     assert "ratio_p50_vs_peer" in out
