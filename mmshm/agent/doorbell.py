@@ -120,6 +120,13 @@ class Doorbell:
             return True
         return False
 
+    def ring_self(self) -> None:
+        """Ring our own bell (a signal handler's way to end :meth:`wait` at once)."""
+        try:
+            self._sock.sendto(b"\1", self.address)
+        except (OSError, AttributeError):           # full (already rung) or closed
+            pass
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()

@@ -96,6 +96,9 @@ class AgentRunner:
         self.on_pause = on_pause
         self.on_reload = on_reload
         self.flags = flags if flags is not None else sig.SignalFlags()
+        bell = getattr(self.idle, "bell", None)
+        if bell is not None and self.flags.wake is None:
+            self.flags.wake = bell.ring_self        # a signal ends a park on the doorbell at once
         self.install_signals = install_signals
         self.skip_work_when_paused = skip_work_when_paused
         self.status_interval_ns = int(status_interval_s * 1e9)

@@ -32,6 +32,9 @@ class SignalFlags:
     stop_signal: int | None = None
     #: Bumped by every request: the runner compares one int per cycle instead of every flag.
     events: int = 0
+    #: Called after a signal set the flags: ends an idle wait the signal would not end by
+    #: itself (a park on a doorbell: Python retries an interrupted poll, PEP 475).
+    wake: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def request_stop(self, signum: int | None = None) -> None:
         if not self.stop:
@@ -74,6 +77,8 @@ class SignalFlags:
             self.toggle_pause()
         elif signum == signal.SIGHUP:
             self.request_reload()
+        if self.wake is not None:
+            self.wake()
 
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)

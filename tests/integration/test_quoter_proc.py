@@ -303,3 +303,41 @@ def test_quoter_and_risk_on_the_binance_capture(spawn, instance, binance_capture
         book.close()
         sig.close()
         targets.close()
+
+
+@pytest.mark.timeout(60)
+def test_quoter_sleeps_on_its_doorbell_and_rings_the_executors(spawn, instance) -> None:
+    """idle.bells: the quoter parks on its doorbell and nothing else wakes it (its park is
+    60 s), so every new quote below was caused by a ring; after writing targets it rings the
+    executor's doorbell (held here, as the executor would). The test stands in for the feed
+    (a book change, then a ring) and risk (a control row)."""
+    from mmshm.agent.doorbell import BellRinger, Doorbell
+
+    feed = Feed(instance)
+    ctl = Control(instance)
+    ctl.write()
+    executor_bell = Doorbell(instance, "executor")
+    quoter_bell = BellRinger(instance, "quoter")
+    q = spawn([PY, "-m", "mmshm.procs.quoter", *ARGS, "--wait-s", "20", "--requote-ms", "60000",
+               "--control-max-age-s", "0", "--set", "idle.quoter=sleep", "--set", "idle.bells=true",
+               "--set", "idle.max_park_ns=60000000000", "--set", "idle.hot_max_park_ns=60000000000",
+               "--set", "idle.min_park_ns=60000000000",
+               "--set", "idle.spins=0", "--set", "idle.yields=0"], env={**os.environ, "MMSHM_IDLE": "sleep"})
+    try:
+        targets = attach_targets(instance, q)
+        bid = 600_000
+        for i in range(5):
+            executor_bell.drain()                       # (before the publish: its ring may come at once)
+            seq = feed.top(bid + i, bid + i + 5)
+            quoter_bell.ring()                          # the feed rings after it published
+            t = wait_for(lambda: quoting(targets, seq), what=f"quotes for md_seq {seq} after a ring", proc=q)
+            check_invariants(t, bid + i, bid + i + 5)
+            assert executor_bell.wait(30.0), "the quoter wrote targets but did not ring the executor"
+        assert quoter_bell.rung == 5
+        q.send_signal(signal.SIGTERM)
+        assert q.wait(timeout=10) == 0
+    finally:
+        executor_bell.close()
+        quoter_bell.close()
+        ctl.close()
+        feed.close()

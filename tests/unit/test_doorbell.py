@@ -143,3 +143,31 @@ def test_no_ring_is_lost_between_a_look_and_a_park(instance):
             t.join()
             ringer.close()
     assert seen[-1] == n and seen == sorted(set(seen))
+
+
+def test_a_signal_ends_a_park_on_the_doorbell(instance):
+    """Python retries a poll a signal interrupted (PEP 475): the runner's signal flags ring
+    the process's own bell, so SIGTERM is acted on at once, not after the park."""
+    import os
+    import signal
+
+    from mmshm.agent import signals as sig
+    from mmshm.agent.runner import AgentRunner
+
+    class Idle:
+        def do_work(self) -> int:
+            return 0
+
+    with Doorbell(instance, "quoter") as bell:
+        idle = BackoffIdle(max_spins=0, max_yields=0, min_park_ns=60 * 10**9, max_park_ns=60 * 10**9, bell=bell)
+        runner = AgentRunner([Idle()], idle, role="quoter")
+        assert runner.flags.wake == bell.ring_self
+        previous = sig.install(runner.flags)
+        try:
+            t = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR2))
+            t.start()
+            assert bell.wait(60.0) is True           # ended by the handler's ring, not the 60 s
+            t.join()
+            assert runner.flags.paused
+        finally:
+            sig.restore(previous)
