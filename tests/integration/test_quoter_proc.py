@@ -325,6 +325,8 @@ def test_quoter_sleeps_on_its_doorbell_and_rings_the_executors(spawn, instance) 
                "--set", "idle.spins=0", "--set", "idle.yields=0"], env={**os.environ, "MMSHM_IDLE": "sleep"})
     try:
         targets = attach_targets(instance, q)
+        wait_for(lambda: (quoter_bell.ring(), quoter_bell.rung)[1], what="the quoter's bell bound", proc=q)
+        quoter_bell.rung = 0
         bid = 600_000
         for i in range(5):
             executor_bell.drain()                       # (before the publish: its ring may come at once)
