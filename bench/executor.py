@@ -138,6 +138,7 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
                          config=SessionConfig(deadman=False, prefer_amend=prefer_amend))
     if per_request:
         t.ws_batch = lambda: None                  # the per-request path (REST's, over the WS API here)
+        t.ws_session = lambda: None
     ctl = control_rows()[1]
     row = np.zeros(1, TARGET_ROW)
     r0 = row[0]
