@@ -271,7 +271,7 @@ def breakdown(n: int) -> dict:
             lat[i] = clock() - t0
         res["frame_python_peer"] = pct(lat)
         from mmshm._native.wsorder import WsOrderEncoder
-        enc = WsOrderEncoder(KEY, *signer.keyed_sha256(), 5000)
+        enc = WsOrderEncoder(KEY, *signer.hmac_pads(), 5000)
         enc.add_instrument(0, "BTCUSDT", spec.tick_mantissa, spec.price_exp, spec.lot_mantissa, spec.qty_exp)
         for i in range(n):
             t0 = clock()

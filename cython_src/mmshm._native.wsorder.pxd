@@ -1,6 +1,19 @@
 # Binance WebSocket API order frames in C (see wsorder.pyx), for the fused order path.
 from libc.stdint cimport int64_t, uint8_t
 
+cdef extern from *:
+    """
+    /* OpenSSL's SHA-256 on a state copied by value (deprecated in 3.0, not removed): the
+       keyed HMAC states are plain structs, copied per request without an allocation */
+    #define OPENSSL_SUPPRESS_DEPRECATED 1
+    #include <openssl/sha.h>
+    """
+    ctypedef struct SHA256_CTX:
+        pass
+    int SHA256_Init(SHA256_CTX *c) nogil
+    int SHA256_Update(SHA256_CTX *c, const void *data, size_t n) nogil
+    int SHA256_Final(unsigned char *md, SHA256_CTX *c) nogil
+
 cdef enum:
     MAX_TEXT = 64           # symbol, client id: Binance allows 36; API keys are 64
     MAX_KEY = 128
@@ -46,7 +59,7 @@ cdef class WsOrderEncoder:
     cdef char api_key[MAX_KEY]
     cdef int api_key_len
     cdef int64_t recv_window                     # < 0: no recvWindow parameter
-    cdef object inner, outer                     # keyed hashlib sha256 states (never copied out)
+    cdef SHA256_CTX inner, outer                 # keyed HMAC states (after the key's pad block)
     cdef uint8_t pool[POOL]
     cdef int pool_pos
 

@@ -825,7 +825,7 @@ def _native_encoder(signer: Signer, instruments: InstrumentIndex, recv_window_ms
     """The C order-frame encoder for this key and these instruments, or None (the Python
     encoder frames everything) when the key or a symbol is outside what it encodes."""
     try:
-        enc = WsOrderEncoder(signer.api_key, *signer.keyed_sha256(), recv_window_ms)
+        enc = WsOrderEncoder(signer.api_key, *signer.hmac_pads(), recv_window_ms)
         for i, spec in enumerate(instruments.specs):
             enc.add_instrument(i, spec.symbol, spec.tick_mantissa, spec.price_exp, spec.lot_mantissa, spec.qty_exp)
     except ValueError as exc:
