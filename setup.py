@@ -18,6 +18,10 @@ HERE = Path(__file__).parent
 SRC = HERE / "cython_src"
 
 
+#: system libraries a module links (wsorder: OpenSSL's SHA-256 for the order signatures)
+LIBRARIES = {"wsorder": ["crypto"]}
+
+
 def native_extensions() -> list[Extension]:
     """One extension per .pyx; all see cython_src/ (atomics.h, .pxd) and numpy's headers."""
     only = {n for n in os.environ.get("MMSHM_NATIVE_ONLY", "").split(",") if n}
@@ -32,6 +36,7 @@ def native_extensions() -> list[Extension]:
                 include_dirs=[str(SRC), numpy.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=["-O3", "-std=gnu11", "-fno-strict-aliasing"],
+                libraries=LIBRARIES.get(pyx.stem, []),
             )
         )
     return exts

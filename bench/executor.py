@@ -6,8 +6,9 @@
     simulated venue running in its own process (``mmshm venue``, real loopback sockets):
     a TARGET_ROW is written to a real ``targets`` seqlock table; the clock starts when the
     change is seen (as the process loop stamps ``seen_mono``), then seqlock read,
-    ``ExecutionSession.on_targets`` (plan/diff, control-row limits, rate budget, breaker,
-    the request framed in C: HMAC signing, JSON, masked WebSocket frame) and the socket
+    ``ExecutionSession.on_targets`` (the native order path, ``mmshm._native.orderpath``:
+    plan/diff, control-row limits, rate budget, breaker, the request framed in C: HMAC
+    signing, JSON, masked WebSocket frame) and the socket
     write; then the state machine and the ORDER_EVENT into a real ``orders`` gated ring. It
     stops when the frame has been written to the socket (``sent_mono`` of the WS API
     client: after the write returned). Each change moves one resting bid, so every sample
@@ -23,7 +24,10 @@
     ``*_per_request_peer``, the path before the single-write batch (each request framed
     in Python, recorded, then written on its own), the same change over REST
     (``PUT /fapi/v1/order``; clock stops when aiohttp has written the request headers),
-    cancel+new over the WebSocket API (the new order's latency), and
+    cancel+new over the WebSocket API (the new order's latency),
+    ``ws_amend_spinning_busy_poll_venue_general_path_peer`` (the same change through the
+    general path the native order path replaced: the plan as Python Actions, then a
+    ``WsOrderBatch`` debiting and framing request by request), and
     ``raw_socket_send_peer``: a bare ``send()`` of an order-sized frame after 0.5 ms of
     idling, to a receiver sleeping or busy-polling on the other core (the floor this
     machine puts under any "written to the socket" figure). A ``breakdown`` times the
@@ -101,7 +105,7 @@ def control_rows() -> np.ndarray:
 
 async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, prefer_amend: bool,
                       profile: bool = False, spin: bool = False, per_request: bool = False,
-                      levels: int = 1) -> dict:
+                      levels: int = 1, general_path: bool = False) -> dict:
     """``spin``: the loop never sleeps between changes (the executor's ``idle.executor:
     busy`` on a core of its own). ``per_request``: the peer path, one request at a time
     (Python framing, a socket write each), as before the single-write batch. ``levels``:
@@ -113,7 +117,8 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
         spin_task = asyncio.get_running_loop().create_task(spinner())
         try:
             return await latency_run(port, instance, n, prefer_ws=prefer_ws, prefer_amend=prefer_amend,
-                                     profile=profile, per_request=per_request, levels=levels)
+                                     profile=profile, per_request=per_request, levels=levels,
+                                     general_path=general_path)
         finally:
             spin_task.cancel()
     from mmshm.execution.client_ids import ClientIdGenerator
@@ -138,6 +143,9 @@ async def latency_run(port: int, instance: str, n: int, *, prefer_ws: bool, pref
                          config=SessionConfig(deadman=False, prefer_amend=prefer_amend))
     if per_request:
         t.ws_batch = lambda: None                  # the per-request path (REST's, over the WS API here)
+        t.ws_session = lambda: None
+    if general_path:
+        s._native_ws = False                       # the path before the native one: WsOrderBatch
     ctl = control_rows()[1]
     row = np.zeros(1, TARGET_ROW)
     r0 = row[0]
@@ -270,7 +278,7 @@ def breakdown(n: int) -> dict:
             lat[i] = clock() - t0
         res["frame_python_peer"] = pct(lat)
         from mmshm._native.wsorder import WsOrderEncoder
-        enc = WsOrderEncoder(KEY, *signer.keyed_sha256(), 5000)
+        enc = WsOrderEncoder(KEY, *signer.hmac_pads(), 5000)
         enc.add_instrument(0, "BTCUSDT", spec.tick_mantissa, spec.price_exp, spec.lot_mantissa, spec.qty_exp)
         for i in range(n):
             t0 = clock()
@@ -453,6 +461,8 @@ def main(argv=None) -> int:
         "ws_amend_busy_poll_venue": on_fresh_venue(busy_poll=True, n=n, prefer_ws=True, prefer_amend=True),
         "ws_amend_spinning_busy_poll_venue": on_fresh_venue(busy_poll=True, n=n, prefer_ws=True,
                                                             prefer_amend=True, spin=True),
+        "ws_amend_spinning_busy_poll_venue_general_path_peer": on_fresh_venue(
+            busy_poll=True, n=n, prefer_ws=True, prefer_amend=True, spin=True, general_path=True),
         "ws_ladder_3x2_amend": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=True, levels=3),
         "ws_ladder_3x2_amend_per_request_peer": on_fresh_venue(n=short, prefer_ws=True, prefer_amend=True,
                                                                levels=3, per_request=True),
@@ -466,6 +476,9 @@ def main(argv=None) -> int:
                                                                / lat["ws_amend"]["p50_ns"])
     result["latency"]["ratio_ladder_per_request_peer_over_batch_p50"] = (
         lat["ws_ladder_3x2_amend_per_request_peer"]["p50_ns"] / lat["ws_ladder_3x2_amend"]["p50_ns"])
+    result["latency"]["ratio_general_path_peer_over_native_spinning_busy_poll_p50"] = (
+        lat["ws_amend_spinning_busy_poll_venue_general_path_peer"]["p50_ns"]
+        / lat["ws_amend_spinning_busy_poll_venue"]["p50_ns"])
     result["latency"]["goal_met"] = lat["ws_amend"]["p50_ns"] <= GOAL_P50_NS
     result["latency"]["goal_met_spinning_busy_poll_venue"] = (
         lat["ws_amend_spinning_busy_poll_venue"]["p50_ns"] <= GOAL_P50_NS)

@@ -22,13 +22,6 @@ from records cimport ControlRow, TargetRow
 from mmshm.execution.diff import Actions, Amend, Cancel, Place
 from mmshm.records import CONTROL_ROW, Mode, OrderStatus, Side, TARGET_ROW
 
-cdef enum:
-    MAX_SIDE = 128          # live orders per side handled here (more -> the Python plan)
-    MAX_LEVELS = 5          # TARGET_ROW levels per side
-    MAX_ACTS = 2 * MAX_SIDE + 2 * MAX_LEVELS
-    SIDE_BUY = 1
-    SIDE_SELL = 2
-
 cdef int ST_PENDING_NEW = OrderStatus.PENDING_NEW
 cdef int ST_NEW = OrderStatus.NEW
 cdef int ST_PARTIAL = OrderStatus.PARTIALLY_FILLED
@@ -41,36 +34,6 @@ assert TARGET_ROW.itemsize == sizeof(TargetRow) and CONTROL_ROW.itemsize == size
 
 class TooManyOrders(Exception):
     """More live orders on one side than the native plan holds: use the Python plan."""
-
-
-cdef struct Ord:
-    int64_t orig_price  # the order's price at the venue (working order is sorted by it)
-    int64_t price       # effective: the price an amend in flight is moving it to
-    int64_t qty         # effective, likewise
-    int64_t filled
-    int status
-    int side
-    bint amend_pending
-    int obj             # index into the Python list of Order objects
-
-
-cdef struct Lvl:
-    int64_t price
-    int64_t qty
-
-
-cdef struct Act:
-    int side
-    int obj             # order index (cancel, amend); -1 for a place
-    int64_t price
-    int64_t qty
-
-
-cdef struct Plan:
-    int n_cancel, n_amend, n_place
-    Act cancels[MAX_ACTS]
-    Act amends[MAX_ACTS]
-    Act places[MAX_ACTS]
 
 
 cdef inline int64_t _key(int side, int64_t price) noexcept nogil:
@@ -410,17 +373,27 @@ def plan(row, dict books, dict positions, object flatten_ids, int mode, object c
     ``max_position`` limit the actions) or None for no limits. Raises TooManyOrders beyond
     the native capacity (the caller then uses the Python plan).
     """
+    cdef list objs = []
+    cdef int inst
+    cdef int64_t md_seq
+    plan_into(&_plan_buf, _orders_buf, objs, row, books, positions, flatten_ids, mode, control,
+              px_tol, qty_tol, amend, tol_bp, tol_frac, &inst, &md_seq)
+    return actions_of(&_plan_buf, objs, inst, md_seq)
+
+
+cdef int plan_into(Plan* p, Ord* orders, list objs, object row, dict books, dict positions,
+                   object flatten_ids, int mode, object control, int64_t px_tol, int64_t qty_tol,
+                   bint amend, double tol_bp, double tol_frac, int* inst_out, int64_t* md_seq_out) except -1:
+    """:func:`plan` into ``p`` (orders indexed into ``objs``, which receives the Order
+    objects): the plan stays in C, for the fused order path (``mmshm._native.orderpath``)
+    to frame without making Python objects first."""
     cdef Py_buffer view
     cdef const TargetRow* r
-    cdef Plan* p = &_plan_buf
-    cdef Ord* orders = _orders_buf
     cdef int nb, ns, n, i, n_tg
     cdef Lvl tg[MAX_LEVELS]
     cdef int64_t mid2 = 0, b, a
     cdef int inst
-    cdef int64_t md_seq
     cdef bint pull
-    cdef list objs = []
     cdef bint limits = control is not None
     cdef int64_t max_order_qty = 0, max_position = 0, position
     if limits:
@@ -438,13 +411,14 @@ def plan(row, dict books, dict positions, object flatten_ids, int mode, object c
             raise TypeError(f"plan expects a TARGET_ROW record ({sizeof(TargetRow)} bytes), got {view.len}")
         r = <const TargetRow*>view.buf
         inst = r.instrument
-        md_seq = <int64_t>r.md_seq
+        inst_out[0] = inst
+        md_seq_out[0] = <int64_t>r.md_seq
         pull = (r.flags & 1) != 0 or mode >= MODE_HALT      # HALT: cancel all, nothing else
         position = positions.get(inst, 0)
+        p.n_cancel = p.n_amend = p.n_place = 0
         nb = _collect(books.get((inst, SIDE_BUY)), flatten_ids, objs, orders, SIDE_BUY)
         ns = _collect(books.get((inst, SIDE_SELL)), flatten_ids, objs, orders + nb, SIDE_SELL)
         n = nb + ns
-        p.n_cancel = p.n_amend = p.n_place = 0
         if pull:
             for i in range(n):
                 if _working(orders[i].status):
@@ -465,10 +439,11 @@ def plan(row, dict books, dict positions, object flatten_ids, int mode, object c
                 _limits(p, orders, n, max_order_qty, max_position, position)
     finally:
         PyBuffer_Release(&view)
-    return _actions(p, objs, inst, md_seq)
+    return 0
 
 
-cdef object _actions(const Plan* p, list objs, int inst, int64_t md_seq):
+cdef object actions_of(const Plan* p, list objs, int inst, int64_t md_seq):
+    """The plan as :class:`~mmshm.execution.diff.Actions` (Python objects)."""
     cdef int i
     out = Actions()
     cl, al, pl = out.cancels, out.amends, out.places

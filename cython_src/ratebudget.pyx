@@ -21,11 +21,6 @@ cdef extern from "<sys/file.h>" nogil:
         LOCK_EX
         LOCK_UN
 
-cdef enum:
-    N_BUCKETS = 4
-    B_WEIGHT = 0            # B_WEIGHT_1M: debited by weight, the others by order count
-
-
 cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
     """Python's // for b > 0 (floor, also for negative a)."""
     cdef int64_t q = a / b
@@ -54,44 +49,46 @@ def acquire(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_v
     try:
         if clock is not None:
             now = clock()
-        wait = _debit(w, weight, orders, now, w_version, w_interval, w_limit, w_used, w_window,
-                      w_blocked, w_refused, w_margin)
+        wait = debit(&w[0], weight, orders, now, w_version, w_interval, w_limit, w_used, w_window,
+                     w_blocked, w_refused, w_margin)
     finally:
         if lock_fd >= 0:
             flock(lock_fd, LOCK_UN)
     return wait
 
 
-cdef int64_t _debit(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_version, int w_interval,
-                    int w_limit, int w_used, int w_window, int w_blocked, int w_refused, int w_margin) noexcept:
+cdef int64_t debit(int64_t *w, int64_t weight, int64_t orders, int64_t now, int w_version, int w_interval,
+                   int w_limit, int w_used, int w_window, int w_blocked, int w_refused, int w_margin) noexcept nogil:
+    """The debit on the RATE_STATE words at ``w`` (the caller holds the lock): 0, or the
+    ns to wait (a refusal, counted). Also the executor's fused order path's debit
+    (``mmshm._native.orderpath``), so the rule is written once."""
     cdef int b
     cdef int64_t ival, win, need, lim, cap, wait = 0
-    with nogil:
-        if now < w[w_blocked]:
-            wait = w[w_blocked] - now
-        else:
-            for b in range(N_BUCKETS):                  # roll windows that have ended
-                ival = w[w_interval + b]
-                if ival:
-                    win = _floordiv(now, ival)
-                    if win != w[w_window + b]:
-                        w[w_window + b] = win
-                        w[w_used + b] = 0
-            for b in range(N_BUCKETS):
-                ival = w[w_interval + b]
-                if not ival:
-                    continue
-                need = weight if b == B_WEIGHT else orders
-                lim = w[w_limit + b]
-                cap = lim - _floordiv(lim * w[w_margin], 1_000_000)
-                if need > 0 and w[w_used + b] + need > cap:
-                    wait = (w[w_window + b] + 1) * ival - now
-                    break
-        if wait:
-            w[w_refused] += 1
-        else:
-            for b in range(N_BUCKETS):
-                if w[w_interval + b]:
-                    w[w_used + b] += weight if b == B_WEIGHT else orders
-        w[w_version] += 2
+    if now < w[w_blocked]:
+        wait = w[w_blocked] - now
+    else:
+        for b in range(N_BUCKETS):                  # roll windows that have ended
+            ival = w[w_interval + b]
+            if ival:
+                win = _floordiv(now, ival)
+                if win != w[w_window + b]:
+                    w[w_window + b] = win
+                    w[w_used + b] = 0
+        for b in range(N_BUCKETS):
+            ival = w[w_interval + b]
+            if not ival:
+                continue
+            need = weight if b == B_WEIGHT else orders
+            lim = w[w_limit + b]
+            cap = lim - _floordiv(lim * w[w_margin], 1_000_000)
+            if need > 0 and w[w_used + b] + need > cap:
+                wait = (w[w_window + b] + 1) * ival - now
+                break
+    if wait:
+        w[w_refused] += 1
+    else:
+        for b in range(N_BUCKETS):
+            if w[w_interval + b]:
+                w[w_used + b] += weight if b == B_WEIGHT else orders
+    w[w_version] += 2
     return wait

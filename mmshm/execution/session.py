@@ -32,6 +32,7 @@ from typing import Awaitable, Callable, Sequence
 import numpy as np
 
 from mmshm._native.execplan import TooManyOrders, plan as _native_plan
+from mmshm._native.orderpath import OrderPath
 from mmshm.deferred import Deferred
 from mmshm.execution.cancel_all import CancelAllReport, cancel_all
 from mmshm.execution.client_ids import ClientIdGenerator
@@ -40,10 +41,11 @@ from mmshm.execution.orders import (FLAG_POST_ONLY, FLAG_REDUCE_ONLY, ActionKind
                                     WorkingOrders)
 from mmshm.execution.reconcile import DeadManSwitch, ReconcileReport, reconcile
 from mmshm.records import ORDER_EVENT, Mode, OrderEventKind as K, OrderStatus as S, Side
-from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, ExchangeEnv,
-                                               InstrumentIndex, NotSent, OrderRequest, OrderUpdate,
-                                               StreamStatus, UnknownOrder, UnknownStatus, UserStream,
-                                               VenueOrder, WsOrderBatch)
+from mmshm.execution.ratelimit import cost_of
+from mmshm.venues.binance_usdm.trading import (AccountUpdate, BinanceError, BinanceTrading, BinanceWsApi,
+                                               ExchangeEnv, InstrumentIndex, NotSent, OrderRequest,
+                                               OrderUpdate, StreamStatus, UnknownOrder, UnknownStatus,
+                                               UserStream, VenueOrder, WsOrderBatch, write_frames)
 
 log = logging.getLogger("mmshm.execution.session")
 
@@ -109,6 +111,10 @@ class ExecutionSession:
                          "plan_fallbacks": 0}
         self._requote_tokens: dict[int, float] = {}
         self._requote_at: dict[int, int] = {}
+        #: the plan (and, over the WebSocket API, budget and frames) of a target change in C
+        self._path = OrderPath()
+        #: the venue adapter takes the native order path's frames (the real one: not shadow)
+        self._native_ws = isinstance(self.trading, BinanceTrading)
 
     @property
     def symbols(self) -> list[str]:
@@ -275,13 +281,77 @@ class ExecutionSession:
         its orders pending, settled by the pending-timeout query and the cancel-all.
         """
         seen_mono = seen_mono or time.monotonic_ns()
-        acts = self.plan(row, mode, control)
+        path, cfg = self._path, self.cfg
+        try:
+            n = path.plan(row, self.working.books, self.working.position, self._flatten_ids, int(mode), control,
+                          cfg.px_tol, cfg.qty_tol, cfg.prefer_amend, cfg.tol_bp, cfg.tol_frac)
+        except TooManyOrders:
+            self.counters["plan_fallbacks"] += 1
+            acts = self.plan_py(row, mode, control)
+            if acts and cfg.requote_rate > 0 and mode < Mode.HALT and (acts.places or acts.amends):
+                self._trim_requotes(acts, self._requote_allowance(int(row["instrument"]),
+                                                                  len(acts.places) + len(acts.amends), seen_mono))
+            return self._send_actions(acts, mode, seen_mono)
+        if not n:
+            return Actions(), None
+        if cfg.requote_rate > 0 and mode < Mode.HALT and (path.n_place or path.n_amend):
+            path.keep_nearest(self._requote_allowance(path.instrument, path.n_place + path.n_amend, seen_mono))
+            if not (path.n_cancel or path.n_amend or path.n_place):
+                return Actions(), None
+        api = self.trading.ws_session() if self._native_ws else None
+        if api is not None:
+            sent = self._send_native(path, api, mode, seen_mono)
+            if sent is not None:
+                return sent
+        return self._send_actions(path.actions(), mode, seen_mono)
+
+    def _send_native(self, path: OrderPath, api: BinanceWsApi, mode: Mode,
+                     seen_mono: int) -> tuple[Actions, Awaitable[None] | None] | None:
+        """The planned change over the WebSocket API by the native order path: budget debits
+        and every frame in C (``OrderPath.frames``), ONE socket write, THEN the Python side:
+        the actions, the batch's answers, registration and ORDER_EVENTs (as
+        :meth:`_send_ws_batch`, whose docstring says why the write comes first). None when
+        the change must take the general path (nothing was debited or sent then)."""
+        reduce_only = mode == Mode.REDUCE_ONLY
+        ids = [self.ids.next(path.md_seq) for _ in range(path.n_place)] if path.n_place else []
+        data = path.frames(api, [cid for cid, _ in ids], self.cfg.post_only, reduce_only)
+        if data is None:
+            return None
+        ws = api._ws
+        write_mono = time.monotonic_ns()
+        why = write_frames(ws, data) if data else None   # (b"": the budget refused every request)
+        sent_mono = time.monotonic_ns()
+        # --- after the write: nothing below is on the latency path
+        acts = path.actions()
+        outcomes = path.outcomes()
+        n_c, n_a = len(acts.cancels), len(acts.amends)
+        slots: list = [self._slot(method, rid) for method, rid in zip(
+            ["order.cancel"] * n_c + ["order.modify"] * n_a + ["order.place"] * len(acts.places), outcomes)]
+        batch = WsOrderBatch.written(api, ws, slots, write_mono, sent_mono, why)
+        if why is None:
+            self.trading.counters["via_ws"] += sum(1 for rid in outcomes if rid > 0)
+        elif not api.connected:
+            # nothing written and the session is gone: the per-request way (REST) with fresh ids
+            return self._send_actions(acts, mode, seen_mono)
+        jobs = self._register_batch(batch, acts, [(n_c + n_a + k, cid, num) for k, (cid, num) in enumerate(ids)],
+                                    seen_mono, reduce_only)
+        return self._jobs_result(acts, jobs)
+
+    @staticmethod
+    def _slot(method: str, rid: int) -> tuple | NotSent:
+        """A WsOrderBatch slot from an ``OrderPath`` outcome: sent (request id) or refused
+        by the rate budget (minus the ns to wait), as ``WsOrderBatch._admit`` leaves it."""
+        if rid > 0:
+            return (method, str(rid))
+        cost = cost_of(method)
+        return NotSent(0, f"rate budget: rate budget refuses weight={cost.weight} orders={cost.orders}", 0,
+                       -rid / 1e9)
+
+    def _send_actions(self, acts: Actions, mode: Mode, seen_mono: int) -> tuple[Actions, Awaitable[None] | None]:
+        """The general path of planned ``acts``: counted only (observe), one ``WsOrderBatch``
+        over the WebSocket API, or per request (REST; the API when a batch is refused)."""
         if not acts:
             return acts, None
-        if self.cfg.requote_rate > 0 and mode < Mode.HALT and (acts.places or acts.amends):
-            self._within_requote_budget(int(row["instrument"]), acts, seen_mono)
-            if not acts:
-                return acts, None
         if self.trading is None:
             self.counters["would_send"] += acts.n_orders
             return acts, None
@@ -296,6 +366,10 @@ class ExecutionSession:
             else:
                 for i in range(0, len(acts.places), 5):
                     jobs.append(self._place_batch(acts.places[i:i + 5], seen_mono, reduce_only))
+        return self._jobs_result(acts, jobs)
+
+    @staticmethod
+    def _jobs_result(acts: Actions, jobs: list) -> tuple[Actions, Awaitable[None] | None]:
         jobs = [j for j in jobs if j is not None]
         if not jobs:
             return acts, None
@@ -321,55 +395,77 @@ class ExecutionSession:
             cid, num = self.ids.next(p.md_seq)
             req = OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
                                post_only=self.cfg.post_only, reduce_only=reduce_only)
-            places.append((p, num, req, batch.place(p.instrument, req)))
+            places.append((batch.place(p.instrument, req), cid, num))
         if batch.write():
             self.trading.counters["via_ws"] += len(batch.frames)
         elif not self.trading.ws.connected:
             return None                             # (else every request is refused: not sent)
+        acts = dataclasses.replace(acts, amends=[a for a, _ in amends])
+        return self._register_batch(batch, acts, places, seen_mono, reduce_only,
+                                    [slot for _, slot in cancels] + [slot for _, slot in amends])
+
+    def _register_batch(self, batch: WsOrderBatch, acts: Actions, places: list[tuple[int, str, int]],
+                        seen_mono: int, reduce_only: bool,
+                        slots: list[int] | None = None) -> list[Awaitable[None] | None]:
+        """After a batch's write: each order change registered in the state machine (its
+        ORDER_EVENT published) and given its answer handling. ``places``: (slot, client id,
+        numeric id) per place; ``slots``: the cancels' then the amends' slots (default: in
+        order from 0)."""
         jobs: list[Awaitable[None] | None] = []
         # the records carry the time the write started (0: nothing written; a stamp after it
         # returns moves later whenever the venue it wakes preempts us inside the syscall)
         sent = batch.write_mono if batch.sent_mono else 0
-        for c, slot in cancels:
+        slots = slots if slots is not None else list(range(len(acts.cancels) + len(acts.amends)))
+        for c, slot in zip(acts.cancels, slots):
             self._register_cancel(c, sent)
             jobs.append(self._cancel_outcome(c, batch.outcome(slot)))
-        for a, slot in amends:
+        for a, slot in zip(acts.amends, slots[len(acts.cancels):]):
             self._register_amend(a, sent)
             jobs.append(self._amend_outcome(a, batch.outcome(slot), seen_mono))
-        for p, num, req, slot in places:
+        for p, (slot, cid, num) in zip(acts.places, places):
+            req = OrderRequest(self._symbol(p.instrument), p.side, p.price, p.qty, cid,
+                               post_only=self.cfg.post_only, reduce_only=reduce_only)
             self._register_place(p, req, num, sent)
             jobs.append(self._place_outcome(req, batch.outcome(slot), seen_mono))
         return jobs
 
-    def _within_requote_budget(self, inst: int, acts: Actions, now_mono: int) -> None:
-        """Per-instrument token bucket on places + amends (cancels always go: they only
-        reduce exposure). Over budget, the levels nearest the touch go first and the rest
-        wait for the next target row (the diff recomputes them). Why: quotes that chase every
-        tick spend the venue's order count (Binance: 300 per 10 s per account) for almost
-        no change in fill probability, and venues penalise such churn."""
+    def _requote_allowance(self, inst: int, want: int, now_mono: int) -> int:
+        """How many of ``want`` places + amends the instrument's requote budget lets go now
+        (a token bucket; cancels always go: they only reduce exposure). Over budget, the
+        caller keeps the levels nearest the touch (``OrderPath.keep_nearest`` /
+        :meth:`_trim_requotes`) and the rest wait for the next target row (the diff
+        recomputes them). Why: quotes that chase every tick spend the venue's order count
+        (Binance: 300 per 10 s per account) for almost no change in fill probability, and
+        venues penalise such churn."""
         rate, burst = self.cfg.requote_rate, float(max(1, self.cfg.requote_burst))
         last = self._requote_at.get(inst)
         tokens = burst if last is None else min(burst, self._requote_tokens[inst] + (now_mono - last) * 1e-9 * rate)
         self._requote_at[inst] = now_mono
-        want = len(acts.places) + len(acts.amends)
         if want <= tokens:
             self._requote_tokens[inst] = tokens - want
-            return
+            return want
         allowed = int(tokens)
         if allowed < want:
-            # nearest the touch first: highest bid / lowest ask, across amends and places
-            items = [(a.price if a.side == Side.SELL else -a.price, 0, a) for a in acts.amends]
-            items += [(p.price if p.side == Side.SELL else -p.price, 1, p) for p in acts.places]
-            # rank within each side by distance from that side's best target
-            best = {}
-            for key, _, it in items:
-                best[it.side] = min(best.get(it.side, key), key)
-            items.sort(key=lambda t: t[0] - best[t[2].side])
-            keep = {id(it) for _, _, it in items[:allowed]}
             self.counters["requote_deferred"] += want - allowed
-            acts.amends = [a for a in acts.amends if id(a) in keep]
-            acts.places = [p for p in acts.places if id(p) in keep]
         self._requote_tokens[inst] = tokens - allowed
+        return allowed
+
+    @staticmethod
+    def _trim_requotes(acts: Actions, allowed: int) -> None:
+        """Keep ``allowed`` of the places + amends, nearest the touch first (ranked within each
+        side by distance from that side's best target): ``OrderPath.keep_nearest`` in Python,
+        for the Python plan, and the reference the tests hold the native one to."""
+        if allowed >= len(acts.places) + len(acts.amends):
+            return
+        items = [(a.price if a.side == Side.SELL else -a.price, 0, a) for a in acts.amends]
+        items += [(p.price if p.side == Side.SELL else -p.price, 1, p) for p in acts.places]
+        best = {}
+        for key, _, it in items:
+            best[it.side] = min(best.get(it.side, key), key)
+        items.sort(key=lambda t: t[0] - best[t[2].side])
+        keep = {id(it) for _, _, it in items[:max(0, allowed)]}
+        acts.amends = [a for a in acts.amends if id(a) in keep]
+        acts.places = [p for p in acts.places if id(p) in keep]
 
     def flatten_in_flight(self, instrument: int) -> bool:
         """A FLATTEN order of ``instrument`` is still live (not filled, expired or rejected yet)."""

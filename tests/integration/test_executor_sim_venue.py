@@ -477,6 +477,31 @@ def test_a_request_the_budget_refuses_is_left_out_of_the_write_and_rejected_loca
 
 
 @pytest.mark.timeout(60)
+def test_the_native_order_path_leaves_out_what_the_shared_budget_refuses(venue):
+    """The native order path (plan, budget debits and frames in C): with room for two orders
+    in the 10 s bucket, a three-level ladder writes two places in one write, the third is
+    REJECTED locally as not sent, and the budget counts exactly what went out."""
+    async def main():
+        book(venue)
+        s, pub = await session(venue)
+        ws = s.trading.ws
+        ws.budget.configure([{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 2}])
+        try:
+            writes = len(ws.write_ns)
+            await s.on_targets(target(1, bids=LADDER["bids"]))
+            assert len(ws.write_ns) == writes + 1 and ws.counters["python_frames"] == 0
+            assert sorted(o.status for o in s.working.orders.values()) == sorted([S.NEW, S.NEW, S.REJECTED])
+            assert s.counters["not_sent"] == 1 and s.counters["places"] == 3
+            assert len(await open_prices(venue)) == 2
+            rej = [r for r in pub if r["kind"] == K.REJECT]
+            assert len(rej) == 1 and rej[0]["reason"] == REASON_NOT_SENT and rej[0]["price"] == 499980
+            assert ws.budget.snapshot()["orders_10s_used"] == 2
+        finally:
+            await s.stop(cancel=True)
+    run(main())
+
+
+@pytest.mark.timeout(60)
 def test_frames_the_native_encoder_cannot_build_go_out_in_python_framing(venue):
     """No native encoder (a key or symbol outside its alphabet), or one refusing a request:
     the Python encoder frames it instead, in the same single write, and the venue's

@@ -52,7 +52,7 @@ def test_native_frame_is_the_python_request(key, secret, symbol, cid, tick, lot,
     spec = InstrumentSpec(symbol=symbol, venue="binance-usdm", tick_mantissa=tick[0], price_exp=tick[1],
                           lot_mantissa=lot[0], qty_exp=lot[1])
     signer = Signer(key, secret)
-    enc = WsOrderEncoder(key, *signer.keyed_sha256(), recv)
+    enc = WsOrderEncoder(key, *signer.hmac_pads(), recv)
     enc.add_instrument(3, symbol, spec.tick_mantissa, spec.price_exp, spec.lot_mantissa, spec.qty_exp)
     if method == "place":
         req = OrderRequest(symbol, side, price, qty, cid, post_only=post_only, reduce_only=reduce_only)
@@ -72,7 +72,7 @@ def test_native_frame_is_the_python_request(key, secret, symbol, cid, tick, lot,
 
 def test_long_requests_use_the_16_bit_length_and_masks_differ():
     signer = Signer("k" * 64, "s")
-    enc = WsOrderEncoder(signer.api_key, *signer.keyed_sha256(), 5000)
+    enc = WsOrderEncoder(signer.api_key, *signer.hmac_pads(), 5000)
     enc.add_instrument(0, "BTCUSDT", 1, -1, 1, -3)
     frames = [enc.place(i, 0, "c" * 36, 1, 10**9, 10**9, True, True, 2**41) for i in range(1, 2000)]
     assert all(f[1] & 0x7F == 126 for f in frames)           # > 125 bytes of JSON
@@ -83,18 +83,18 @@ def test_long_requests_use_the_16_bit_length_and_masks_differ():
 @pytest.mark.parametrize("bad", ["a b", "x&y=1", 'q"', "é", "", "c" * 65])
 def test_text_outside_the_alphabet_is_refused(bad):
     signer = Signer("key", "sec")
-    enc = WsOrderEncoder("key", *signer.keyed_sha256())
+    enc = WsOrderEncoder("key", *signer.hmac_pads())
     enc.add_instrument(0, "BTCUSDT", 1, -1, 1, -3)
     with pytest.raises(ValueError):
         enc.modify(1, 0, bad, 1, 100, 1, 0)
     if len(bad) <= 64:
         with pytest.raises(ValueError):
-            WsOrderEncoder(bad or " ", *signer.keyed_sha256())
+            WsOrderEncoder(bad or " ", *signer.hmac_pads())
 
 
 def test_bad_numbers_and_unregistered_instruments_are_refused():
     signer = Signer("key", "sec")
-    enc = WsOrderEncoder("key", *signer.keyed_sha256())
+    enc = WsOrderEncoder("key", *signer.hmac_pads())
     enc.add_instrument(0, "BTCUSDT", 1, -1, 1, -3)
     with pytest.raises(ValueError, match="not registered"):
         enc.cancel(1, 1, "c1", 0)

@@ -73,6 +73,14 @@ class Signer:
         (``mmshm._native.wsorder``), which signs every order request with them."""
         return self._inner.copy(), self._outer.copy()
 
+    def hmac_pads(self) -> tuple[bytes, bytes]:
+        """The HMAC key blocks (the key XOR ipad, XOR opad: 64 bytes each, as secret as the
+        key), for the native frame encoder (``mmshm._native.wsorder``), which keys its own
+        SHA-256 states with them once and signs every order request from copies."""
+        key = self._secret if len(self._secret) <= 64 else hashlib.sha256(self._secret).digest()
+        key = key.ljust(64, b"\0")
+        return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
     def sign(self, payload: str) -> str:
         """Hex HMAC-SHA256 of ``payload`` with the secret."""
         inner = self._inner.copy()

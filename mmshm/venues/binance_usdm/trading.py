@@ -812,11 +812,20 @@ def _write_frames_now(ws: Any, data: bytes) -> bool:
     return True
 
 
+def write_frames(ws: Any, data: bytes) -> str | None:
+    """:func:`_write_frames_now`: None when written, else why nothing was (for NotSent)."""
+    try:
+        written = _write_frames_now(ws, data)
+    except (AttributeError, OSError, RuntimeError) as exc:
+        return type(exc).__name__
+    return None if written else "ConnectionClosed"
+
+
 def _native_encoder(signer: Signer, instruments: InstrumentIndex, recv_window_ms: int | None) -> WsOrderEncoder | None:
     """The C order-frame encoder for this key and these instruments, or None (the Python
     encoder frames everything) when the key or a symbol is outside what it encodes."""
     try:
-        enc = WsOrderEncoder(signer.api_key, *signer.keyed_sha256(), recv_window_ms)
+        enc = WsOrderEncoder(signer.api_key, *signer.hmac_pads(), recv_window_ms)
         for i, spec in enumerate(instruments.specs):
             enc.add_instrument(i, spec.symbol, spec.tick_mantissa, spec.price_exp, spec.lot_mantissa, spec.qty_exp)
     except ValueError as exc:
@@ -842,12 +851,28 @@ class WsOrderBatch:
 
     __slots__ = ("api", "ws", "ts_ms", "frames", "slots", "write_mono", "sent_mono")
 
-    def __init__(self, api: "BinanceWsApi", ws: Any) -> None:
+    def __init__(self, api: "BinanceWsApi", ws: Any, ts_ms: int | None = None) -> None:
         self.api, self.ws = api, ws
-        self.ts_ms = api.clock.venue_ms()          # one timestamp for the whole batch
+        self.ts_ms = api.clock.venue_ms() if ts_ms is None else ts_ms   # one timestamp for the whole batch
         self.frames: list[bytes] = []
         self.slots: list[tuple | BinanceError] = []     # (method, id[, answer future]) or refusal
         self.write_mono = self.sent_mono = 0
+
+    @classmethod
+    def written(cls, api: "BinanceWsApi", ws: Any, slots: list[tuple | BinanceError], write_mono: int,
+                sent_mono: int, why: str | None) -> "WsOrderBatch":
+        """A batch whose frames were built and written elsewhere (the executor's native
+        order path, ``mmshm._native.orderpath``: the write comes before any Python object of
+        the batch is made): ``slots`` as :meth:`place` etc. would have left them, the write's
+        start and end, and ``why`` it failed (None: it was written). Then as after :meth:`write`."""
+        b = cls(api, ws, 0)
+        b.slots = slots
+        if all(isinstance(slot, BinanceError) for slot in slots):
+            return b                                # every request refused: nothing was written
+        b.frames.append(b"")                        # (written elsewhere: the batch is not empty)
+        b.write_mono = write_mono
+        b._after_write(why, sent_mono)
+        return b
 
     def place(self, instrument: int, req: OrderRequest) -> int:
         n = self._admit("order.place")
@@ -913,21 +938,20 @@ class WsOrderBatch:
         refused as not sent."""
         if not self.frames:
             return True
-        api = self.api
         self.write_mono = time.monotonic_ns()
-        try:
-            written = _write_frames_now(self.ws, self.frames[0] if len(self.frames) == 1 else b"".join(self.frames))
-        except (AttributeError, OSError, RuntimeError) as exc:
-            written, why = False, type(exc).__name__
-        else:
-            why = "ConnectionClosed"
-        if not written:
+        why = write_frames(self.ws, self.frames[0] if len(self.frames) == 1 else b"".join(self.frames))
+        return self._after_write(why, time.monotonic_ns())
+
+    def _after_write(self, why: str | None, sent_mono: int) -> bool:
+        """Expect the answers of what was written, or refuse every request as not sent."""
+        api = self.api
+        if why is not None:
             for i, slot in enumerate(self.slots):
                 if not isinstance(slot, BinanceError):
                     self.slots[i] = NotSent(0, f"send failed: {why}")
             api.breaker.record_failure(Failure.TIMEOUT)
             return False
-        self.sent_mono = time.monotonic_ns()
+        self.sent_mono = sent_mono
         api.write_ns.append(self.sent_mono - self.write_mono)
         # (after the write: no answer can be read before the event loop runs again)
         for i, slot in enumerate(self.slots):
@@ -1068,6 +1092,22 @@ class BinanceWsApi:
             raise NotSent(0, f"rate budget: {exc}", 0, exc.retry_after_ns / 1e9) from None
         if not self.breaker.allow():
             raise NotSent(0, f"circuit open for {self.breaker.retry_in_ns() / 1e9:.3f}s")
+
+    def _python_order_frame(self, method: int, rid: int, instrument: int, client_id: str, side: int, price: int,
+                            qty: int, post_only: bool, reduce_only: bool, ts_ms: int) -> bytes:
+        """One order request framed by the Python encoder (``method``: 0 place, 1 modify, 2
+        cancel, as ``mmshm._native.wsorder``): the native order path's fallback for a request
+        its encoder refuses, exactly as ``WsOrderBatch`` frames it."""
+        spec = self.instruments.spec(instrument)
+        if method == 0:
+            name, params = "order.place", order_params(OrderRequest(spec.symbol, Side(side), price, qty, client_id,
+                                                                    post_only=post_only, reduce_only=reduce_only), spec)
+        elif method == 1:
+            name, params = "order.modify", modify_params(spec.symbol, client_id, Side(side), price, qty, spec)
+        else:
+            name, params = "order.cancel", _id_params(spec.symbol, client_id, None)
+        self.counters["python_frames"] += 1
+        return _client_frame(self._json(str(rid), name, params, ts_ms))
 
     def _json(self, rid: str, method: str, params: Mapping[str, object], signed_at_ms: int | None) -> bytes:
         """A request's JSON text, signed at ``signed_at_ms`` unless None (the Python encoder)."""
@@ -1243,7 +1283,12 @@ class BinanceTrading:
     def ws_batch(self) -> WsOrderBatch | None:
         """Order requests to write together over the WebSocket API (see WsOrderBatch), or
         None when order entry does not go over it now (REST: the ``*_now`` calls)."""
-        return self.ws.batch() if self.prefer_ws else None
+        return self.ws.batch() if self.ws_session() is not None else None
+
+    def ws_session(self) -> "BinanceWsApi | None":
+        """The WebSocket API session when order entry goes over it now (preferred and
+        connected), else None (REST). The executor's native order path writes through it."""
+        return self.ws if self.prefer_ws and self.ws.connected else None
 
     # ``*_now``: over the WebSocket API the request is on the socket when the call returns;
     # NotSent is raised at once when nothing could be written. Await the result for the answer.
