@@ -68,11 +68,6 @@ class Signer:
     def __reduce__(self):  # never pickle a secret into another process by accident
         raise TypeError("Signer cannot be pickled")
 
-    def keyed_sha256(self) -> tuple["hashlib._Hash", "hashlib._Hash"]:
-        """Copies of the keyed inner and outer SHA-256 states, for the native frame encoder
-        (``mmshm._native.wsorder``), which signs every order request with them."""
-        return self._inner.copy(), self._outer.copy()
-
     def hmac_pads(self) -> tuple[bytes, bytes]:
         """The HMAC key blocks (the key XOR ipad, XOR opad: 64 bytes each, as secret as the
         key), for the native frame encoder (``mmshm._native.wsorder``), which keys its own
