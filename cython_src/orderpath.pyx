@@ -22,7 +22,6 @@ framed by the Python encoder in its place in the same buffer, as in ``WsOrderBat
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
@@ -31,7 +30,7 @@ cimport numpy as cnp
 
 from atomics cimport mm_realtime_ns
 from mmshm._native.execplan cimport Act, MAX_ACTS, MAX_SIDE, Ord, Plan, SIDE_SELL, actions_of, plan_into
-from mmshm._native.ratebudget cimport debit
+from mmshm._native.ratebudget cimport debit, lock_budget, unlock_budget
 from mmshm._native.wsorder cimport CANCEL, FRAME_MAX, MODIFY, Out, PLACE, WsOrderEncoder
 
 import time
@@ -40,13 +39,6 @@ from mmshm.execution.breaker import BreakerState, CircuitBreaker
 from mmshm.execution.ratelimit import COSTS, RateBudget, _FlockGuard, _WORD_OFFSETS
 
 cnp.import_array()
-
-
-cdef extern from "<sys/file.h>" nogil:
-    int flock(int fd, int operation)
-    enum:
-        LOCK_EX
-        LOCK_UN
 
 cdef enum:
     MAX_REQS = 3 * MAX_ACTS
@@ -206,7 +198,7 @@ cdef class OrderPath:
         cdef WsOrderEncoder enc
         cdef cnp.ndarray words
         cdef int64_t *w
-        cdef int fd = -1, rc, k, m, err, cidn
+        cdef int fd = -1, k, m, err, cidn
         cdef int64_t now, rid, price, qty, ts
         cdef Py_ssize_t n_text
         cdef const char *cidp
@@ -238,12 +230,7 @@ cdef class OrderPath:
             fd = lock.fd
         clock = budget._clock
         if fd >= 0:
-            with nogil:
-                rc = flock(fd, LOCK_EX)
-                while rc != 0 and errno == EINTR:
-                    rc = flock(fd, LOCK_EX)
-            if rc != 0:
-                raise OSError(errno, "flock of the rate budget failed")
+            lock_budget(fd)
         try:
             now = mm_realtime_ns() if clock is _TIME_NS else clock()   # read under the lock
             for k in range(self.n_reqs):
@@ -252,7 +239,7 @@ cdef class OrderPath:
                                              W_USED, W_WINDOW, W_BLOCKED, W_REFUSED, W_MARGIN)
         finally:
             if fd >= 0:
-                flock(fd, LOCK_UN)
+                unlock_budget(fd)
         # --- the frames, one after the other in one buffer
         ts = api.clock.venue_ms()
         ids = api._ids

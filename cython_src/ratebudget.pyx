@@ -37,15 +37,9 @@ def acquire(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_v
     ``lock_fd``: hold an exclusive flock on it around the debit (-1: the caller locks).
     ``clock``: read under the lock, replacing ``now`` (a time read before waiting for the
     lock could be older than another process's debit and roll its window back)."""
-    cdef int b, rc
-    cdef int64_t ival, win, need, lim, cap, wait = 0
+    cdef int64_t wait = 0
     if lock_fd >= 0:
-        with nogil:
-            rc = flock(lock_fd, LOCK_EX)
-            while rc != 0 and errno == EINTR:
-                rc = flock(lock_fd, LOCK_EX)
-        if rc != 0:
-            raise OSError(errno, "flock of the rate budget failed")
+        lock_budget(lock_fd)
     try:
         if clock is not None:
             now = clock()
@@ -53,8 +47,25 @@ def acquire(int64_t[::1] w, int64_t weight, int64_t orders, int64_t now, int w_v
                      w_blocked, w_refused, w_margin)
     finally:
         if lock_fd >= 0:
-            flock(lock_fd, LOCK_UN)
+            unlock_budget(lock_fd)
     return wait
+
+
+cdef int lock_budget(int fd) except -1:
+    """The budget's exclusive ``flock`` on ``fd``, waited for without the GIL (retried on
+    EINTR). Also the fused order path's (``mmshm._native.orderpath``)."""
+    cdef int rc
+    with nogil:
+        rc = flock(fd, LOCK_EX)
+        while rc != 0 and errno == EINTR:
+            rc = flock(fd, LOCK_EX)
+    if rc != 0:
+        raise OSError(errno, "flock of the rate budget failed")
+    return 0
+
+
+cdef void unlock_budget(int fd) noexcept nogil:
+    flock(fd, LOCK_UN)
 
 
 cdef int64_t debit(int64_t *w, int64_t weight, int64_t orders, int64_t now, int w_version, int w_interval,
