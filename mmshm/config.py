@@ -156,6 +156,22 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
 
 
 @dataclass(frozen=True)
+class GcConfig:
+    """Python's garbage collector in every role (``mmshm.agent.gcpolicy``): frozen after
+    start-up, collected while idle, pauses measured (``gc_<role>`` latency rows)."""
+
+    freeze: bool = _f(
+        True, "after start-up, one full collection then gc.freeze(): the ~45k objects alive then "
+        "are never walked again (a full collection of them took ~10 ms)")
+    gen0_threshold: int = _f(
+        20_000, "allocations before the automatic collector runs (CPython: 700); the backstop of "
+        "collect-while-idle", ge=1)
+    idle_collect_at: int = _f(
+        700, "allocations after which a role collects where it is about to sleep, off the "
+        "tick's path (0 = never: only the automatic collector)", ge=0)
+
+
+@dataclass(frozen=True)
 class SegmentsConfig:
     """Shared-memory sizes. Ring capacities are slots and must be powers of two."""
 
@@ -404,6 +420,7 @@ class Config:
     state_dir: str = _f("", "state directory (empty = $STATE_DIRECTORY, else ~/.local/state/mmshm)", auto=True)
     cpus: CpusConfig = _f(factory=CpusConfig)  # type: ignore[valid-type]
     idle: IdleConfig = _f(factory=IdleConfig)
+    gc: GcConfig = _f(factory=GcConfig)
     segments: SegmentsConfig = _f(factory=SegmentsConfig)
     venue: VenueConfig = _f(factory=VenueConfig)
     feed: FeedConfig = _f(factory=FeedConfig)

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from mmshm.agent.program import run_program, usage_error
 from mmshm.config import Config, add_config_arguments
+from mmshm.agent.gcpolicy import open_gc_policy
 from mmshm.feed import FeedConfigError, FeedService, LatencyWindow, settings_from_config, source_from_config
 from mmshm.venues.connection import run
 
@@ -35,9 +36,13 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         source = source_from_config(cfg, trades=args.trades, latency=latency)
     except (FeedConfigError, FileNotFoundError, ValueError) as exc:
         return usage_error("feed", exc)
-    service = FeedService(source, settings_from_config(cfg, unlink_on_exit=args.unlink_on_exit),
-                          latency=latency)
-    return run(service.run())
+    policy = open_gc_policy("feed", cfg)
+    try:
+        service = FeedService(source, settings_from_config(cfg, unlink_on_exit=args.unlink_on_exit),
+                              latency=latency, gc_policy=policy)
+        return run(service.run())
+    finally:
+        policy.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

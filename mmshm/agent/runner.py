@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from mmshm.agent.base import Agent, CompositeAgent
 from mmshm.agent.doorbell import BELL_ROLES, Doorbell
+from mmshm.agent.gcpolicy import GcPolicy, open_gc_policy
 from mmshm.agent.idle import IdleStrategy, make_idle, resolve_idle_kind
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import DEFAULT_ROWS, ProcessSlot, ProcessTable
@@ -79,6 +80,7 @@ class AgentRunner:
         skip_work_when_paused: bool = False,
         status_interval_s: float = 10.0,
         n_processes: int | None = None,
+        gc_policy: GcPolicy | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if isinstance(agents, (list, tuple)):
@@ -103,6 +105,8 @@ class AgentRunner:
         self.skip_work_when_paused = skip_work_when_paused
         self.status_interval_ns = int(status_interval_s * 1e9)
         self._clock = clock
+        # started once the agents run; collects where the loop is about to idle
+        self.gc_policy = gc_policy
         self.slot: ProcessSlot | None = None
         self.work_count = 0
         self.idle_cycles = 0
@@ -156,6 +160,8 @@ class AgentRunner:
             self._set_state(self._current_state())
             self.notifier.ready(status=self._status_text())
             log.info("agent runner started", extra={"role": self.role, "agent": self.agent.name})
+            if self.gc_policy is not None:
+                self.gc_policy.start()
             self._loop()
             code = 0
             self.exit_reason = _stop_reason(self.flags)
@@ -188,6 +194,7 @@ class AgentRunner:
         flags = self.flags
         do_work = self.agent.do_work
         idle = self.idle.idle
+        gc_idle = self.gc_policy.collect_if_due if self.gc_policy is not None else None
         beat = self.slot.heartbeat if self.slot is not None else None
         clock = self._clock
         notifier = self.notifier
@@ -223,6 +230,8 @@ class AgentRunner:
                         self.work_count, self.idle_cycles = work_total, idle_total
                         notifier.status(self._status_text())
                         next_status = now + self.status_interval_ns
+                if work <= 0 and gc_idle is not None:
+                    gc_idle()                  # off the tick's path: nothing to do right now
                 idle(work)
         finally:
             self.work_count, self.idle_cycles = work_total, idle_total
@@ -280,6 +289,8 @@ class AgentRunner:
             sig.restore(self._previous_handlers)
             self._previous_handlers = {}
         self.notifier.close()
+        if self.gc_policy is not None:
+            self.gc_policy.close()
         log.info("agent runner stopped", extra={"agent": self.agent.name, "reason": self.exit_reason,
                                                 "work_count": self.work_count, "idle_cycles": self.idle_cycles})
 
@@ -369,9 +380,14 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
         options["bell"] = bell
     kwargs.setdefault("idle_options", options)
     kwargs.setdefault("proc_rows", config.segments.procs_rows)
+    own_gc = None
+    if "gc_policy" not in kwargs and getattr(config, "gc", None) is not None:
+        own_gc = kwargs["gc_policy"] = open_gc_policy(role, config)
     try:
         return run_agents(role, agents, **kwargs)
     finally:
+        if own_gc is not None:
+            own_gc.close()                       # idempotent: also when the runner never ran
         if bell is not None:
             log.info("doorbell closed", extra={"role": role, "rings": bell.rings, "waits": bell.waits,
                                                "woken": bell.wakes})

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mmshm.agent.doorbell import Bells
+from mmshm.agent.gcpolicy import GcPolicy
 from mmshm.agent.pinning import pin_current_process
 from mmshm.agent.proctable import ProcessSlot, ProcessTable
 from mmshm.agent.sdnotify import SdNotifier
@@ -70,7 +71,7 @@ class FeedService:
     """Runs one :class:`FeedSource` as the instance's feed (see the module docstring)."""
 
     def __init__(self, source: FeedSource, settings: FeedSettings, *, notifier: SdNotifier | None = None,
-                 latency: LatencyWindow | None = None) -> None:
+                 latency: LatencyWindow | None = None, gc_policy: GcPolicy | None = None) -> None:
         self.source = source
         self.settings = settings
         self.notifier = notifier or SdNotifier()
@@ -94,6 +95,8 @@ class FeedService:
             source.beat_hook = self.beat     # heartbeat after every frame the source handles
         self.bells: Bells | None = None      # rung when a frame published (see _ring_readers)
         self._rung_cursor = -1
+        # started once running; collects after a frame was published and rung (closed at exit)
+        self.gc_policy = gc_policy
 
     # ------------------------------------------------------------------ heartbeat
     def beat(self) -> None:
@@ -110,6 +113,14 @@ class FeedService:
         if cursor != self._rung_cursor:
             self._rung_cursor = cursor
             self.bells.ring()
+
+    def _after_frame(self) -> None:
+        """The source's hook after every frame: ring the readers, then collect garbage if
+        due (the frame is out; the next one has not come)."""
+        if self.bells is not None:
+            self._ring_readers()
+        if self.gc_policy is not None:
+            self.gc_policy.collect_if_due()
 
     def request_stop(self, reason: str = "stop requested") -> None:
         if self._stop is not None and not self._stop.is_set():
@@ -148,10 +159,13 @@ class FeedService:
             self.source.bind(self.md, self.book)
             if s.bells and hasattr(self.source, "published_hook"):
                 self.bells = Bells(s.instance, ("quoter",))
-                self.source.published_hook = self._ring_readers
+            if (self.bells is not None or self.gc_policy is not None) and hasattr(self.source, "published_hook"):
+                self.source.published_hook = self._after_frame
             self.slot.set_state(self._state())
             log.info("feed running", extra={"instruments": [f"{sp.venue}:{sp.symbol}" for sp in specs],
                                             "instance": s.instance})
+            if self.gc_policy is not None:
+                self.gc_policy.start()
             runner = loop.create_task(self.source.run(), name="feed-source")
             stop_wait = loop.create_task(self._stop.wait())
             done, _ = await asyncio.wait({runner, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -317,6 +331,8 @@ class FeedService:
             self.md.heartbeat()
         if self.lat_recorder is not None:
             self.lat_recorder.close()
+        if self.gc_policy is not None:
+            self.gc_policy.close()
         for seg in (self.md, self.book, self.instruments):
             if seg is not None:
                 if self.settings.unlink_on_exit:
