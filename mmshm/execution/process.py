@@ -63,6 +63,7 @@ from mmshm.agent import signals as sig
 from mmshm.agent.counters import ROLE_COUNTERS
 from mmshm.agent.doorbell import Doorbell
 from mmshm.agent.pinning import pin_current_process
+from mmshm.agent.gcpolicy import GcPolicy, open_gc_policy
 from mmshm.agent.timerslack import apply_timer_slack
 from mmshm.agent.proctable import ProcessSlot, ProcessTable, VerdictTable
 from mmshm.agent.sdnotify import SdNotifier
@@ -218,6 +219,9 @@ class ExecutorService:
         self._book_version: list[int] = []
         self.commands = None                       # operator commands (RESUME lifts the SIGUSR1 latch)
         self.watcher: RowWatcher | None = None     # wakes the idle loop when a watched row changes
+        self.gc_policy: GcPolicy | None = None     # from RUNNING on: frozen, collects when idle
+        self._flags_seen = -1                      # flags.events the loop has handled
+        self.rung_submits = 0                      # target rows submitted by the doorbell's fast path
         self.bell: Doorbell | None = None          # or: our doorbell, rung by the rows' writers
         self._poked = False                        # a watched row changed since this pass began
         self._waiter: asyncio.Future | None = None
@@ -517,6 +521,9 @@ class ExecutorService:
             self.ready = True
             if self.slot is not None:
                 self.slot.set_state(ProcState.RUNNING)
+            if getattr(self.cfg, "gc", None) is not None:
+                self.gc_policy = open_gc_policy(ROLE, self.cfg)
+                self.gc_policy.start()
             self.notifier.ready(status=f"executor: running ({self.session.mode.value})")
             await self.loop()
             code = 0
@@ -584,6 +591,9 @@ class ExecutorService:
                 except Exception:  # noqa: BLE001
                     pass
         self._stop_watcher()
+        if self.gc_policy is not None:
+            self.gc_policy.close()
+            self.gc_policy = None
         if self.slot is not None:
             self.slot.release()
         if self.commands is not None:
@@ -607,7 +617,8 @@ class ExecutorService:
             return
         extra: dict = {"session": dict(s.counters), "acks": self.acks, "fills": self.fills,
                        "refused": self.refused, "deferred": self.deferred, "drops": self.drops,
-                       "tick_errors": self.tick_errors, "apply_cancelled": self.apply_cancelled, "replans": self.replans}
+                       "tick_errors": self.tick_errors, "apply_cancelled": self.apply_cancelled, "replans": self.replans,
+                       "rung_submits": self.rung_submits}
         if self.dispatch is not None:
             extra["applies"] = dict(self.dispatch.counters)
         t = s.trading
@@ -662,8 +673,13 @@ class ExecutorService:
             w.set_result(None)
 
     def _on_bell(self) -> None:
-        """Loop reader of the doorbell: drain it (before the pass looks), then wake the pass."""
+        """Loop reader of the doorbell: drain it (before anything looks), send the rung
+        targets at once (:meth:`send_rung_targets`), then wake the pass for the rest."""
         if self.bell is not None and self.bell.drain():
+            try:
+                self.send_rung_targets()
+            except Exception:  # noqa: BLE001 - the pass below retries; never lose the wake-up
+                log.exception("doorbell fast path failed; the pass takes the targets")
             self._poke()
 
     def _start_watcher(self) -> None:
@@ -713,7 +729,7 @@ class ExecutorService:
     async def loop(self) -> None:
         s = self.session
         flags = self.flags
-        seen_events = -1
+        self._flags_seen = -1
         next_tick = time.monotonic_ns() + self.tick_ns
         idle_s = self.opt.idle_min_s
         spins = 0
@@ -721,8 +737,8 @@ class ExecutorService:
         self._start_watcher()
         while not flags.stop:
             self._poked = False              # before any read: a change from now on wakes the idle wait
-            if flags.events != seen_events:
-                seen_events = flags.events
+            if flags.events != self._flags_seen:
+                self._flags_seen = flags.events
                 self._handle_flags()
                 if flags.stop:
                     break
@@ -763,6 +779,8 @@ class ExecutorService:
             else:
                 self.idle_total += 1
                 spins += 1
+                if self.gc_policy is not None:
+                    self.gc_policy.collect_if_due()      # nothing to send: off the tick's path
                 if self.opt.busy_poll or spins <= self.opt.idle_spins:
                     await asyncio.sleep(0)
                 elif self.bell is not None or (self.watcher is not None and self.watcher.alive):
@@ -822,48 +840,80 @@ class ExecutorService:
             if d.blocked(i):
                 d.unblock(i)                 # out of HALT/FLATTEN: applies may start again
                 self._cut.pop(i, None)       # those orders are the diff's again (pending timeout)
-            if self.targets is None or i >= self.targets.rows:
-                continue
-            pulled = self.instrument_pulled(i)
-            v = self.targets.version(i)
-            unplanned = s.working.unplanned.get(i, 0)
-            if v == self._target_version[i] and int(m) == prev_mode and pulled == self._inst_pull[i]:
-                # the same row: planned again only when orders changed under it (an order
-                # ended, an amend or cancel was refused), at most every replan_ns, so a lost
-                # place is replaced without waiting for the quoter's next row
-                if (unplanned == self._unplanned_seen[i] or d.busy(i)
-                        or now - self._submitted_mono[i] < self.opt.replan_ns):
-                    continue
-                self.replans += 1
-            if v == 0 and not pulled:
-                self._target_version[i] = 0
-                continue                     # the quoter has not written this row yet
-            seen = time.monotonic_ns()
-            if not self.ring_has_room():
-                self.deferred += 1           # retried next pass: version left unseen
-                continue
-            try:
-                row = self.targets.read(i)
-            except ShmError:
-                continue                     # writer mid-update: next pass
-            self._target_version[i] = v
-            self._inst_pull[i] = pulled
-            self._unplanned_seen[i] = unplanned
-            self._submitted_mono[i] = seen
-            if int(row["instrument"]) != i:
-                self.drops += 1
-                log.error("target row for the wrong instrument dropped",
-                          extra={"row": i, "instrument": int(row["instrument"])})
-                continue
-            nb, na = int(row["n_bids"]), int(row["n_asks"])
-            if nb and na:
-                self._ref_price[i] = (int(row["bid_px"][0]) + int(row["ask_px"][0])) // 2
-            elif nb or na:
-                self._ref_price[i] = int(row["bid_px"][0]) if nb else int(row["ask_px"][0])
-            if pulled:
-                row["flags"] = int(row["flags"]) | 1     # ``read`` returned our own copy
-            d.submit(i, (row, m, seen))
-            work += 1
+            work += self._take_target(i, m, prev_mode, now)
+        return work
+
+    def _take_target(self, i: int, m: Mode, prev_mode: int, now: int) -> int:
+        """Instrument ``i``'s target row, if it changed (or must be planned again), read and
+        submitted: sent now when nothing of it is in flight. Returns 1 if submitted."""
+        s = self.session
+        d = self.dispatch
+        if self.targets is None or i >= self.targets.rows:
+            return 0
+        pulled = self.instrument_pulled(i)
+        v = self.targets.version(i)
+        unplanned = s.working.unplanned.get(i, 0)
+        if v == self._target_version[i] and int(m) == prev_mode and pulled == self._inst_pull[i]:
+            # the same row: planned again only when orders changed under it (an order
+            # ended, an amend or cancel was refused), at most every replan_ns, so a lost
+            # place is replaced without waiting for the quoter's next row
+            if (unplanned == self._unplanned_seen[i] or d.busy(i)
+                    or now - self._submitted_mono[i] < self.opt.replan_ns):
+                return 0
+            self.replans += 1
+        if v == 0 and not pulled:
+            self._target_version[i] = 0
+            return 0                         # the quoter has not written this row yet
+        seen = time.monotonic_ns()
+        if not self.ring_has_room():
+            self.deferred += 1               # retried next pass: version left unseen
+            return 0
+        try:
+            row = self.targets.read(i)
+        except ShmError:
+            return 0                         # writer mid-update: next pass
+        self._target_version[i] = v
+        self._inst_pull[i] = pulled
+        self._unplanned_seen[i] = unplanned
+        self._submitted_mono[i] = seen
+        if int(row["instrument"]) != i:
+            self.drops += 1
+            log.error("target row for the wrong instrument dropped",
+                      extra={"row": i, "instrument": int(row["instrument"])})
+            return 0
+        nb, na = int(row["n_bids"]), int(row["n_asks"])
+        if nb and na:
+            self._ref_price[i] = (int(row["bid_px"][0]) + int(row["ask_px"][0])) // 2
+        elif nb or na:
+            self._ref_price[i] = int(row["bid_px"][0]) if nb else int(row["ask_px"][0])
+        if pulled:
+            row["flags"] = int(row["flags"]) | 1     # ``read`` returned our own copy
+        d.submit(i, (row, m, seen))
+        return 1
+
+    def send_rung_targets(self) -> int:
+        """The doorbell's fast path, straight from the loop's reader callback: the changed
+        target rows of instruments in a steady tradeable mode are submitted at once, before
+        the pass the ring also wakes (which then finds them seen). Everything else, a mode
+        change, a halt or flatten, a signal not yet handled, a segment not yet attached,
+        is left to that pass, whose ``step`` handles it exactly as before. Returns the
+        rows submitted."""
+        if (not self.ready or self.targets is None or self.dispatch is None or self.flags.stop
+                or self.flags.halt or self.flags.events != self._flags_seen or self._halt_cancel_pending):
+            return 0
+        now = time.monotonic_ns()
+        self._read_control(now)
+        self._read_verdicts()
+        if self.halt_why:
+            return 0
+        work = 0
+        for i in range(self.n_inst):
+            m = self.instrument_mode(i)
+            prev = self._inst_mode[i]
+            if m != prev or m >= Mode.FLATTEN or self.dispatch.blocked(i):
+                continue                     # a transition: the pass's business
+            work += self._take_target(i, m, prev, now)
+        self.rung_submits += work
         return work
 
     def _apply(self, i: int, item: tuple[np.void, Mode, int], follow_up: bool) -> Awaitable[None] | None:

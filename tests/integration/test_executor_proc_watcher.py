@@ -9,6 +9,7 @@ tests/unit/test_execution_watcher.py. No timing is asserted.
 """
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -37,7 +38,13 @@ def test_target_and_halt_changes_wake_the_idle_loop(rig, bells):
     rig.executor.send_signal(signal.SIGTERM)
     assert rig.executor.wait(timeout=15) == 0
     log = rig.log_path.read_text()
+    summary = json.loads(next(line for line in log.splitlines() if '"executor summary"' in line))
     if bells == "true":
         assert "sleeping on the doorbell" in log and "row watcher started" not in log
+        # target rows went out from the doorbell's reader callback (the fast path; a pass
+        # still spinning after the previous work may read a row first); the HALT, a mode
+        # change, was left to the pass (which cancelled all above)
+        assert summary["rung_submits"] >= 1
     else:
         assert "row watcher started" in log and "sleeping on the doorbell" not in log
+        assert summary["rung_submits"] == 0
