@@ -5,8 +5,8 @@
 
 Set-up (all real processes on loopback, nothing mocked):
 
-- the simulated venue (``mmshm.venues.sim.SimVenue``, synthetic BTCUSDT market, rate limits
-  on) runs in a child process of this script with CLOCK_MONOTONIC stamps added: the time
+- the simulated venue (``mmshm.venues.sim.SimVenue`` on uvloop, as ``mmshm venue`` runs it;
+  synthetic BTCUSDT market, rate limits on) runs in a child process of this script with CLOCK_MONOTONIC stamps added: the time
   each market frame is written to the feed's socket ("frame sent": as aiohttp's
   ``send_str`` starts, keyed by the frame's update id ``u`` or trade id ``t``; the first
   frame carrying a key wins), the time it was handed to the venue's per-connection send
@@ -176,7 +176,9 @@ def venue_child(out_path: str, seed: int) -> int:
         await stop.wait()
         await venue.stop()
 
-    asyncio.run(serve())
+    from mmshm.venues.connection import run as run_loop
+
+    run_loop(serve())                            # uvloop, as `mmshm venue` runs
     with open(out_path, "w") as fh:
         json.dump({"sent": [[k[0], k[1], v] for k, v in sent.items()],
                    "written": [[k[0], k[1], v] for k, v in written.items()], "received": received}, fh)

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from mmshm.venues.connection import run as run_loop
 from mmshm.venues.sim import auth
 from mmshm.venues.sim.ratelimit import RateLimitConfig
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mmshm venue: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(config, args.busy_poll))
+        return run_loop(_serve(config, args.busy_poll))     # uvloop, as every mmshm process
     except (OSError, ValueError, ImportError) as exc:
         print(f"mmshm venue: {exc}", file=sys.stderr)
         return 1
