@@ -9,10 +9,11 @@ down, asks up, post-only clamps). ``mmshm.strategy.cycle.PyQuoter`` states the s
 in Python; the tests hold the two to identical output.
 """
 from libc.math cimport exp, log, sqrt, pow, floor, ceil, fabs, isfinite, NAN
-from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t, int32_t, uint16_t, uint8_t
 from libc.string cimport memset
 
 from atomics cimport mm_monotonic_ns
+from records cimport MarketEvent
 from mmshm._native.shm cimport SeqlockTable
 
 import numpy as np
@@ -647,3 +648,133 @@ cdef class Quoter:
             "res_bp": self.s.res_bp, "half_bp": self.s.half_bp,
             "arrival_a": self.s.arrival_a, "arrival_k": self.s.arrival_k, "reason": self.s.reason,
         }
+
+
+# --------------------------------------------------------------------------- event routing
+cdef enum:
+    MDK_BOOK_TOP = 1           # == mmshm.records.MdKind (checked in EventRouter.__init__)
+    MDK_TRADE = 2
+    MDK_STATUS = 3
+
+
+cdef class EventRouter:
+    """A batch of MARKET_EVENT records routed to the native quoters in one C loop.
+
+    Why: the quoter process woke per book with a Python loop over numpy records
+    (``QuoteEngine.on_market_event`` per event), which on a 2-core VM, right after a sleep,
+    cost several times the quote cycle itself. Here, per event and with no Python object
+    touched: a BOOK_TOP marks its instrument for a requote and feeds the lead-lag of the
+    instruments that follow it; a TRADE goes to the cascade detector and its distance
+    from mid is kept for the A/k fit (which the process runs after the requote, off the
+    tick's path); a STATUS marks its instrument. What ``route`` leaves behind:
+    ``dirty[slot]`` (1 = requote ``instruments[slot]``), ``dirty_pub[slot]`` = publish_mono
+    of the newest event that marked it, and ``n_trades`` fit samples in ``trade_slot`` /
+    ``trade_d`` / ``trade_ns``.
+    """
+
+    cdef list _quoters                # Quoter per slot
+    cdef public object instruments    # the instrument of each slot (tuple)
+    cdef int32_t[::1] _slot_of        # instrument -> slot, -1 = not quoted
+    cdef int32_t[::1] _follow_start   # instrument -> first index into _follow_slots
+    cdef int32_t[::1] _follow_slots
+    cdef public uint8_t[::1] dirty
+    cdef public int64_t[::1] dirty_pub
+    cdef public int32_t[::1] trade_slot
+    cdef public double[::1] trade_d
+    cdef public int64_t[::1] trade_ns
+    cdef public Py_ssize_t n_trades
+    cdef public uint64_t events
+    cdef public uint64_t ignored
+    cdef public uint64_t trades_dropped   # fit samples beyond the buffer in one batch
+
+    def __init__(self, quoters, followers, Py_ssize_t max_trades=256):
+        """``quoters``: {instrument: Quoter}; ``followers``: {reference instrument:
+        [followed instruments]} (each follower quoted)."""
+        from mmshm.records import MdKind
+        if (int(MdKind.BOOK_TOP), int(MdKind.TRADE), int(MdKind.STATUS)) != (MDK_BOOK_TOP, MDK_TRADE, MDK_STATUS):
+            raise RuntimeError("quoter.pyx MdKind values differ from mmshm.records")
+        if max_trades < 1:
+            raise ValueError(f"max_trades must be >= 1, got {max_trades}")
+        insts = sorted(int(i) for i in quoters)
+        refs = sorted(int(r) for r in followers)
+        top = max(insts + refs + [0]) + 1
+        if top > 65536:
+            raise ValueError("instrument indices must fit uint16")
+        self._quoters = [quoters[i] for i in insts]
+        for q in self._quoters:
+            if not isinstance(q, Quoter):
+                raise TypeError(f"EventRouter routes to native Quoter objects, got {type(q).__name__}")
+        self.instruments = tuple(insts)
+        self._slot_of = np.full(top, -1, dtype=np.int32)
+        for k, i in enumerate(insts):
+            self._slot_of[i] = k
+        self._follow_start = np.zeros(top + 1, dtype=np.int32)
+        flat = []
+        for i in range(top):
+            self._follow_start[i] = len(flat)
+            for f in followers.get(i, ()):
+                if int(f) not in quoters:
+                    raise ValueError(f"follower {f} of instrument {i} is not quoted")
+                flat.append(self._slot_of[int(f)])
+        self._follow_start[top] = len(flat)
+        self._follow_slots = np.asarray(flat or [0], dtype=np.int32)
+        self.dirty = np.zeros(len(insts), dtype=np.uint8)
+        self.dirty_pub = np.zeros(len(insts), dtype=np.int64)
+        self.trade_slot = np.zeros(max_trades, dtype=np.int32)
+        self.trade_d = np.zeros(max_trades, dtype=np.float64)
+        self.trade_ns = np.zeros(max_trades, dtype=np.int64)
+        self.n_trades = 0
+
+    def route(self, const unsigned char[::1] raw, Py_ssize_t n):
+        """Route the first ``n`` MARKET_EVENT records of ``raw`` (the bytes of a
+        MARKET_EVENT array, ``buf.view(np.uint8)``). Clears the dirty
+        marks and the trade samples first; returns how many slots are dirty."""
+        if n < 0 or n * <Py_ssize_t>sizeof(MarketEvent) > raw.shape[0]:
+            raise ValueError(f"route: {n} events do not fit a buffer of {raw.shape[0]} bytes")
+        cdef Py_ssize_t k, j, top = self._slot_of.shape[0], max_trades = self.trade_d.shape[0]
+        cdef Py_ssize_t nslots = self.dirty.shape[0]
+        cdef const MarketEvent *ev
+        cdef int slot, f
+        cdef double d
+        cdef Quoter q
+        cdef int dirty = 0
+        for k in range(nslots):
+            self.dirty[k] = 0
+            self.dirty_pub[k] = 0
+        self.n_trades = 0
+        for k in range(n):
+            ev = <const MarketEvent *>&raw[k * sizeof(MarketEvent)]
+            self.events += 1
+            slot = self._slot_of[ev.instrument] if ev.instrument < top else -1
+            if ev.kind == MDK_BOOK_TOP:
+                if ev.instrument < top:
+                    for j in range(self._follow_start[ev.instrument], self._follow_start[ev.instrument + 1]):
+                        f = self._follow_slots[j]
+                        q = <Quoter>self._quoters[f]
+                        quoter_on_reference(&q.s, ev.bid_px, ev.ask_px, ev.publish_mono)
+                if slot >= 0:
+                    self.dirty[slot] = 1
+                    self.dirty_pub[slot] = ev.publish_mono
+                continue
+            if slot < 0:
+                self.ignored += 1
+                continue
+            if ev.kind == MDK_TRADE:
+                q = <Quoter>self._quoters[slot]
+                d = quoter_on_trade(&q.p, &q.s, ev.side, ev.trade_px, ev.trade_qty, ev.publish_mono)
+                if isfinite(d):
+                    if self.n_trades < max_trades:
+                        self.trade_slot[self.n_trades] = slot
+                        self.trade_d[self.n_trades] = d
+                        self.trade_ns[self.n_trades] = ev.publish_mono
+                        self.n_trades += 1
+                    else:
+                        self.trades_dropped += 1
+            elif ev.kind == MDK_STATUS:
+                self.dirty[slot] = 1
+                self.dirty_pub[slot] = ev.publish_mono
+            else:
+                self.ignored += 1
+        for k in range(nslots):
+            dirty += self.dirty[k]
+        return dirty

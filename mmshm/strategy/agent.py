@@ -1,7 +1,7 @@
 """QuoterAgent: the quoter process's duty cycle as an Agent (procs/quoter.py wires segments).
 
-Each ``do_work`` drains the md ring in batches; every event goes to the QuoteEngine and
-each instrument whose book changed is requoted once per batch (the latest book wins:
+Each ``do_work`` drains the md ring in batches; the QuoteEngine routes a batch in one
+native call and each instrument whose book changed is requoted once per batch (the latest book wins:
 quoting every intermediate book of a burst only creates orders that are already stale).
 The A/k fit is refreshed on its own interval.
 """
@@ -25,6 +25,7 @@ class QuoterAgent:
         self.control = control      # SeqlockTable CONTROL_ROW (read)
         self.targets = targets      # SeqlockTable TARGET_ROW (written here only)
         self._buf = np.zeros(batch, dtype=MARKET_EVENT)
+        self._raw = self._buf.view(np.uint8)   # the same records as bytes, for engine.route
         self.requotes = 0
         self.pulls = 0
 
@@ -36,15 +37,11 @@ class QuoterAgent:
         n = self.md.poll_batch(self._buf)
         if n == 0:
             return 0
-        dirty: set[int] = set()
-        for i in range(n):
-            inst = self.engine.on_market_event(self._buf[i])
-            if inst >= 0:
-                dirty.add(inst)
-        for inst in dirty:
+        for inst, _ in self.engine.route(self._raw, n):
             if self.engine.requote(inst, self.books, self.control, self.targets):
                 self.pulls += 1
             self.requotes += 1
+        self.engine.fit_trades()
         self.engine.maybe_fit(time.monotonic_ns())
         return n
 

@@ -1,7 +1,8 @@
 """QuoteEngine: the quoter process's logic for several instruments, minus the process.
 
-procs/quoter.py owns the segments and the duty cycle; per market event it calls
-``on_market_event(ev)`` and, when that returns an instrument, ``requote(instrument, ...)``
+procs/quoter.py owns the segments and the duty cycle; per batch of market events it calls
+``route(raw, n)`` (natively what ``on_market_event(ev)`` does per event) and, for each
+instrument that returns, ``requote(instrument, ...)``
 (one native ``Quoter.step``: seqlock book/control read, cycle, target write). Public
 trades feed the cascade detector and the online A/k fit; ``maybe_fit(now)`` installs a
 new fit at most every ``fit_interval_s``. A reference (leading) venue's book tops feed
@@ -12,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
+
+import numpy as np
 
 from mmshm.records import MdKind
 from mmshm.strategy.intensity import ArrivalFitter
@@ -33,7 +36,7 @@ class QuoteEngine:
     """Native quoters per instrument, driven by MARKET_EVENT records."""
 
     def __init__(self, quoting: Sequence[Quoting], fit_interval_s: float = 10.0) -> None:
-        from mmshm._native.quoter import Quoter
+        from mmshm._native.quoter import EventRouter, Quoter
 
         if not quoting:
             raise ValueError("nothing to quote")
@@ -47,6 +50,8 @@ class QuoteEngine:
                 if q.reference == q.instrument:
                     raise ValueError(f"instrument {q.instrument} cannot lead itself")
                 self.followers.setdefault(q.reference, []).append(q.instrument)
+        # the same routing as on_market_event, for a whole md batch in one C loop
+        self.router = EventRouter(self.quoters, self.followers)
         self.fit_interval_ns = int(fit_interval_s * 1e9)
         self.last_fit_ns = 0
         self.fits = 0
@@ -76,6 +81,29 @@ class QuoteEngine:
             return inst          # requote: a book that is no longer LIVE pulls
         self.ignored += 1
         return -1
+
+    def route(self, raw: np.ndarray, n: int) -> list[tuple[int, int]]:
+        """Account the first ``n`` MARKET_EVENT records of ``raw`` (their bytes:
+        ``buf.view(np.uint8)``) natively, as ``on_market_event`` does one by one; returns
+        ``[(instrument, publish_mono of its newest event)]`` to requote. The trades' fit
+        samples wait for :meth:`fit_trades` (after the requote: the fit is not urgent)."""
+        r = self.router
+        ignored = r.ignored
+        dirty = r.route(raw, n)
+        self.events += n
+        self.ignored += r.ignored - ignored
+        if not dirty:
+            return []
+        return [(inst, int(r.dirty_pub[k])) for k, inst in enumerate(r.instruments) if r.dirty[k]]
+
+    def fit_trades(self) -> int:
+        """Hand the last :meth:`route`'s trade samples to the A/k fitters; returns how many."""
+        r = self.router
+        n = r.n_trades
+        for k in range(n):
+            self.fitters[r.instruments[r.trade_slot[k]]].add_trade(float(r.trade_d[k]), int(r.trade_ns[k]))
+        r.n_trades = 0
+        return n
 
     def requote(self, instrument: int, books, control, targets, position: int | None = None,
                 now_ns: int = 0) -> int:

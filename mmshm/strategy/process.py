@@ -215,18 +215,14 @@ class QuoterProcessAgent(QuoterAgent):
         now = self.clock()
         work = n
         if n:
-            dirty: dict[int, int] = {}
-            buf = self._buf
-            for i in range(n):
-                inst = self.engine.on_market_event(buf[i])
-                if inst >= 0:
-                    dirty[inst] = int(buf[i]["publish_mono"])
-            for inst, pub in dirty.items():
+            dirty = self.engine.route(self._raw, n)
+            for inst, pub in dirty:
                 self._quote(inst, now)
                 if self.latency is not None and pub > 0:
                     self.latency.record(self.clock() - pub)
             if dirty and self.ring_targets is not None:
                 self.ring_targets()
+            self.engine.fit_trades()            # after the ring: the executor is already on it
             self.engine.maybe_fit(now)
         if now >= self._next_requote:
             self._next_requote = now + self.requote_ns
