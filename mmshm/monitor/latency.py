@@ -54,6 +54,10 @@ STAGES: dict[str, int] = {
     "tick_to_order": 3,   # venue frame received → order request on the socket (end to end)
     "quote_to_seen": 4,   # targets written → the executor reads the change (its wake-up and queueing)
     "seen_to_send": 5,    # the executor reads the change → its last request on the socket
+    # one garbage-collector pause row per role (mmshm.agent.gcpolicy): fixed, so roles
+    # starting at once (systemd) never race for a free row
+    **{f"gc_{role}": 6 + k for k, role in enumerate(
+        ("feed", "quoter", "executor", "risk", "watchdog", "recorder", "exporter"))},
 }
 
 #: Upper bounds of the buckets in seconds (the last one is +Inf).

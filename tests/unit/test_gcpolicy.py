@@ -181,3 +181,12 @@ def test_open_gc_policy_records_into_the_latency_table(instance, restore_gc) -> 
     finally:
         t.close()
     assert rows["gc_quoter"]["count"] >= 1
+
+
+def test_every_role_has_a_fixed_gc_row() -> None:
+    """Fixed rows: roles started together (systemd) never race for a free one."""
+    from mmshm.config import ROLES
+    from mmshm.monitor.latency import LATENCY_ROWS, STAGES
+
+    rows = [STAGES[f"gc_{r}"] for r in ROLES]
+    assert len(set(rows)) == len(ROLES) and max(STAGES.values()) < LATENCY_ROWS - 1   # room for venue_to_feed
