@@ -199,7 +199,7 @@ class WsConnection:
                     auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
                     enable_auto_pong=True, max_frame_size=cfg.max_size,
                     logger_name=f"{cfg.name}"), cfg.open_timeout_s)
-                if link is None or transport.is_disconnected:
+                if link is None:      # picows returns no listener when the socket closed mid-handshake
                     raise ConnectionError("connection lost during the handshake")
             except (OSError, WSError, asyncio.TimeoutError) as e:   # ConnectionError is an OSError
                 self._dial += 1   # abandon the attempt: its handshake, should it still complete, is closed
@@ -267,6 +267,9 @@ class WsConnection:
             await link.settle()       # an awaitable on_message result still running finishes in order
             return link.reason()
         except Exception as e:        # on_connect failed: drop the connection, keep the session
+            if isinstance(e, ConnectionError) and not link.open and link.error is None:
+                await link.closed()   # the connection ended under on_connect (its send failed): say why
+                return link.reason()
             log.exception("%s: session error", cfg.name)
             link.fail(e)
             return link.reason()
@@ -357,9 +360,19 @@ class _Link(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         now = self.clock()
-        if self.error is not None:
-            return                          # closing after a failure: nothing more is handed over
         t = frame.msg_type
+        if t is _CLOSE:
+            payload = frame.get_payload_as_bytes()
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            self.peer_close = (code, payload[2:].decode("utf-8", "replace"))
+            if not transport.is_close_frame_sent:
+                transport.send_close(WSCloseCode.OK)   # answer the closing handshake
+            transport.disconnect()
+            return
+        if self.error is not None or transport.is_close_frame_sent:
+            # Closing (a failed callback, a protocol violation found by us or by picows,
+            # whose parser goes on delivering after one): nothing more is handed over.
+            return
         if t is _TEXT or t is _BINARY:
             if self.parts is not None:
                 self._protocol_violation(WSCloseCode.PROTOCOL_ERROR, "data frame inside a fragmented message")
@@ -383,13 +396,6 @@ class _Link(WSListener):
                 data = b"".join(self.parts)
                 self.parts = None
                 self._message(data, now)
-        elif t is _CLOSE:
-            payload = frame.get_payload_as_bytes()
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            self.peer_close = (code, payload[2:].decode("utf-8", "replace"))
-            if not transport.is_close_frame_sent:
-                transport.send_close(WSCloseCode.OK)   # answer the closing handshake
-            transport.disconnect()
         # PING is answered by picows (enable_auto_pong); PONG is consumed by its auto-ping
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -515,16 +521,17 @@ class _Link(WSListener):
             self.error = f"error: {type(e).__name__}: {e}"
 
     def reason(self) -> str:
-        """Why the connection ended: our error, else the peer's close frame, else the close
-        frame we (or picows' keepalive) sent, else a connection lost without one."""
+        """Why the connection ended: our error; else the close frame of whichever side
+        closed first (ours: a drop, silence, picows' keepalive giving up on a pong); else a
+        connection lost without a close frame."""
         if self.error is not None:
             return self.error
+        hs = self.transport.close_handshake if self.transport is not None else None
+        if hs is not None and hs.sent is not None and not hs.recv_then_sent:
+            return f"closed by client: code={int(hs.sent.code)} reason={hs.sent.reason}".strip()
         if self.peer_close is not None:
             code, text = self.peer_close
             return f"closed: code={code} reason={text}".strip()
-        hs = self.transport.close_handshake if self.transport is not None else None
-        if hs is not None and hs.sent is not None:
-            return f"closed by client: code={int(hs.sent.code)} reason={hs.sent.reason}".strip()
         return "closed: code=None reason=connection lost without a close frame"
 
 
