@@ -89,6 +89,10 @@ class ConnectionConfig:
     silence_reconnect_s: float | None = None  # no frame this long -> drop and reconnect
     max_size: int = 1 << 24                  # largest frame accepted (Binance snapshots are big)
     max_attempts: int | None = None          # give up after this many failed attempts in a row
+    # picows' own socket/TLS layer (aiofastnet) instead of the event loop's (uvloop's)
+    # transport; off: no latency gain measured on loopback (bench/feed_ws.py), and the
+    # loop's transport and TLS are the long-proven ones.
+    use_aiofastnet: bool = False
 
 
 @dataclass
@@ -197,7 +201,7 @@ class WsConnection:
                     auto_ping_idle_timeout=cfg.ping_interval_s or 0.0,
                     auto_ping_reply_timeout=cfg.ping_timeout_s or _NO_PONG_TIMEOUT_S,
                     auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
-                    enable_auto_pong=True, max_frame_size=cfg.max_size,
+                    enable_auto_pong=True, max_frame_size=cfg.max_size, use_aiofastnet=cfg.use_aiofastnet,
                     logger_name=f"{cfg.name}"), cfg.open_timeout_s)
                 if link is None:      # picows returns no listener when the socket closed mid-handshake
                     raise ConnectionError("connection lost during the handshake")
