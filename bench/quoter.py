@@ -12,7 +12,12 @@ random walk of the mid and sizes, so vol, imbalance and the ladder do real work)
   from Python (the call procs/quoter.py makes per book event), timed with perf_counter_ns;
 - ``native_from_python``: the same steps as separate Python calls (``read_into`` x3 +
   ``Quoter.cycle`` + ``write``), to show what the one-call ``step`` saves;
-- ``python`` (the peer): the same steps with ``mmshm.strategy.cycle.PyQuoter``.
+- ``python`` (the peer): the same steps with ``mmshm.strategy.cycle.PyQuoter``;
+- ``event_routing``: what the quoter process does with a batch of md events before it
+  requotes (a quoted book top, a trade, a reference book top): ``QuoteEngine.route``
+  (one C loop, the process's path) against the per-event Python loop it replaced
+  (``on_market_event`` per numpy record), hot and after a 2 ms sleep each time (the
+  process is woken from sleep by its doorbell, with cold caches).
 
 Prints one JSON document; ``ratio`` is python p50 / native p50. Goal: native <= 2 us.
 """
@@ -145,6 +150,7 @@ def run(cycles: int, model: Model) -> dict:
             t.unlink()
             t.close()
 
+    result["event_routing"] = routing(max(300, cycles // 20))
     p50 = result["native"]["p50_ns"]
     return {
         "bench": "quoter_cycle", "model": model.name, "cycles": cycles,
@@ -154,6 +160,52 @@ def run(cycles: int, model: Model) -> dict:
         "goal_ns": GOAL_NS, "meets_goal": bool(result["native"]["p99_ns"] <= GOAL_NS),
         "results": result,
     }
+
+
+def routing(n: int) -> dict:
+    """``QuoteEngine.route`` vs the per-event Python loop on a 3-event batch (see the
+    module docstring); hot over ``n`` batches and after a 2 ms sleep over 300."""
+    from mmshm.records import MARKET_EVENT, MdKind
+    from mmshm.strategy.engine import QuoteEngine, Quoting
+
+    params = QuoterParams(model=Model.GLFT, leadlag_weight=0.5)
+    eng = QuoteEngine([Quoting(0, params, InstrumentSpec(min_qty=1), reference=1)])
+    buf = np.zeros(64, MARKET_EVENT)
+    for k, (kind, inst) in enumerate(((MdKind.BOOK_TOP, 0), (MdKind.TRADE, 0), (MdKind.BOOK_TOP, 1))):
+        e = buf[k]
+        e["kind"], e["instrument"], e["publish_mono"] = kind, inst, 10**9 + k
+        e["bid_px"], e["ask_px"], e["trade_px"], e["trade_qty"], e["side"] = 100_000, 100_010, 100_001, 2, 1
+    raw, clock = buf.view(np.uint8), time.perf_counter_ns
+
+    def native() -> None:
+        eng.route(raw, 3)
+        eng.fit_trades()
+
+    def per_event() -> None:
+        dirty: dict[int, int] = {}
+        for i in range(3):
+            inst = eng.on_market_event(buf[i])
+            if inst >= 0:
+                dirty[inst] = int(buf[i]["publish_mono"])
+
+    out: dict = {}
+    for name, fn in (("native", native), ("python_per_event", per_event)):
+        lat = np.empty(n, np.int64)
+        for i in range(n):
+            t0 = clock()
+            fn()
+            lat[i] = clock() - t0
+        cold = np.empty(300, np.int64)
+        for i in range(300):
+            time.sleep(0.002)
+            t0 = clock()
+            fn()
+            cold[i] = clock() - t0
+        out[name] = {"hot": stats(lat), "after_sleep": stats(cold)}
+    out["ratio_hot_p50"] = out["python_per_event"]["hot"]["p50_ns"] / max(1, out["native"]["hot"]["p50_ns"])
+    out["ratio_after_sleep_p50"] = (out["python_per_event"]["after_sleep"]["p50_ns"]
+                                    / max(1, out["native"]["after_sleep"]["p50_ns"]))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
