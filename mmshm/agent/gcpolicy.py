@@ -63,7 +63,7 @@ class GcPolicy:
 
     def __init__(self, role: str, *, freeze: bool = True, gen0_threshold: int = 700,
                  idle_collect_at: int = 0, recorder: Any | None = None,
-                 publish_every_ns: int = 500_000_000,
+                 open_recorder: Callable[[], Any] | None = None, publish_every_ns: int = 500_000_000,
                  clock: Callable[[], int] = time.monotonic_ns) -> None:
         if gen0_threshold < 1:
             raise ValueError(f"gen0_threshold must be >= 1, got {gen0_threshold}")
@@ -74,6 +74,7 @@ class GcPolicy:
         self.gen0_threshold = gen0_threshold
         self.idle_collect_at = idle_collect_at
         self.recorder = recorder            # .record(ns) / .publish(now): a LatencyRecorder
+        self._open_recorder = open_recorder  # or made by start(): no segment for a role that never runs
         self.publish_every_ns = publish_every_ns
         self._next_publish = 0
         self.stats = GcStats()
@@ -83,10 +84,10 @@ class GcPolicy:
         self._saved_threshold: tuple[int, int, int] | None = None
 
     @classmethod
-    def from_config(cls, role: str, gc_cfg: Any, recorder: Any | None = None) -> "GcPolicy":
+    def from_config(cls, role: str, gc_cfg: Any, open_recorder: Callable[[], Any] | None = None) -> "GcPolicy":
         """From a ``GcConfig`` (``cfg.gc``)."""
         return cls(role, freeze=gc_cfg.freeze, gen0_threshold=gc_cfg.gen0_threshold,
-                   idle_collect_at=gc_cfg.idle_collect_at, recorder=recorder)
+                   idle_collect_at=gc_cfg.idle_collect_at, open_recorder=open_recorder)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -94,6 +95,11 @@ class GcPolicy:
         if self._started:
             return
         self._started = True
+        if self.recorder is None and self._open_recorder is not None:
+            try:
+                self.recorder = self._open_recorder()
+            except (ValueError, OSError) as exc:   # only the histogram is lost, never the role
+                log.warning("gc pauses not recorded", extra={"role": self.role, "error": str(exc)})
         if self.freeze:
             gc.collect()
             gc.freeze()
@@ -165,17 +171,12 @@ class GcPolicy:
 
 
 def open_gc_policy(role: str, config: Any) -> GcPolicy:
-    """The role's policy from ``config.gc`` with its pauses recorded in the ``gc_<role>`` row
-    of the instance's latency table (closed with the policy). A latency table that cannot
-    take the row only loses the histogram (logged), never the role."""
+    """The role's policy from ``config.gc``, its pauses recorded (from :meth:`GcPolicy.start`
+    on) in the ``gc_<role>`` row of the instance's latency table, closed with the policy."""
     from mmshm.monitor.latency import LatencyRecorder
 
-    rec = None
-    try:
-        rec = LatencyRecorder.open(config.instance, f"gc_{role}")
-    except (ValueError, OSError) as exc:
-        log.warning("gc pauses not recorded", extra={"role": role, "error": str(exc)})
-    return GcPolicy.from_config(role, config.gc, recorder=rec)
+    return GcPolicy.from_config(role, config.gc,
+                                open_recorder=lambda: LatencyRecorder.open(config.instance, f"gc_{role}"))
 
 
 __all__ = ["DEFAULT_THRESHOLDS", "GcPolicy", "GcStats", "open_gc_policy"]

@@ -170,6 +170,8 @@ def test_runner_starts_the_policy_and_collects_when_the_agent_idles(restore_gc) 
 def test_open_gc_policy_records_into_the_latency_table(instance, restore_gc) -> None:
     cfg = load_config(cli_overrides=[f"instance={instance}"], env={})
     p = open_gc_policy("quoter", cfg)
+    from pathlib import Path
+    assert not Path(f"/dev/shm/mmshm-{instance}-latency").exists()   # nothing opened for a role not yet running
     try:
         p.start()
         gc.collect(0)
