@@ -683,7 +683,6 @@ cdef class EventRouter:
     cdef public double[::1] trade_d
     cdef public int64_t[::1] trade_ns
     cdef public Py_ssize_t n_trades
-    cdef public uint64_t events
     cdef public uint64_t ignored
     cdef public uint64_t trades_dropped   # fit samples beyond the buffer in one batch
 
@@ -744,7 +743,6 @@ cdef class EventRouter:
         self.n_trades = 0
         for k in range(n):
             ev = <const MarketEvent *>&raw[k * sizeof(MarketEvent)]
-            self.events += 1
             slot = self._slot_of[ev.instrument] if ev.instrument < top else -1
             if ev.kind == MDK_BOOK_TOP:
                 if ev.instrument < top:

@@ -16,18 +16,11 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
+from test_connection import until   # the same wait as the connection's other tests
+
 from mmshm.venues.connection import BackoffPolicy, ConnectionConfig, WsConnection
 
 FAST = BackoffPolicy(base_s=0.01, cap_s=0.02)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
