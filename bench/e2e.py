@@ -45,10 +45,17 @@ starve the venue and the others, so expect it to be worse here). The per-stage h
 from the ``latency`` table (``mmshm.monitor.latency``) give the breakdown; ``cpu_pct`` is each
 process's CPU use (all threads, % of one core) over the measured window.
 
+``--layout`` places the processes (``LAYOUTS``): ``none`` (unpinned, the default; what the
+``ci`` profile does), ``chain`` (feed, quoter and executor share core 1, so the hand-offs
+inside the chain are same-core wake-ups; venue, risk and recorder on core 0), ``onecore``
+(the venue on core 1 too) and ``alternate`` (the hot roles alternate cores, as the 2-core
+``[cpus]`` defaults do). ``--set KEY=VALUE`` passes a config override to every role.
+
 ``floor_sleeping_wake_chain``: four processes passing 8 bytes through pipes, each asleep
 in ``read`` until its message comes (the four wake-ups of venue -> feed -> quoter ->
 executor -> venue with no work at all): what this machine charges any pipeline of
-sleeping processes.
+sleeping processes, after 2 ms asleep; ``floor_sleeping_wake_chain_20ms`` the same after
+20 ms asleep (the pace of the market moves that change a target here).
 
 Output: one JSON document (figures, goal, peer = poll, ratio, floor). Goal (issue 5): p50 <= 100 us,
 p99 <= 1 ms with the idle strategy that suits the machine. Shared machine: rerun quiet for
@@ -80,8 +87,13 @@ MD_CAPACITY = 1 << 17
 
 # ----------------------------------------------------------------------------- venue child
 
-def venue_child(out_path: str, seed: int) -> int:
-    """The simulated venue with send/receive stamps; dumps them to ``out_path`` at SIGTERM."""
+def venue_child(out_path: str, seed: int, cpu: int | None = None) -> int:
+    """The simulated venue with send/receive stamps; dumps them to ``out_path`` at SIGTERM.
+    Pinned to ``cpu`` when given (``--layout``)."""
+    if cpu is not None:
+        from mmshm.agent.pinning import pin_current_process
+
+        pin_current_process(cpu)
     import asyncio
 
     import orjson
@@ -287,7 +299,23 @@ def _cpu_seconds(procs: dict[str, subprocess.Popen]) -> dict[str, float]:
     return out
 
 
-def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
+#: Where each process runs: the CPU of the venue and of every role (None = unpinned).
+LAYOUTS: dict[str, dict[str, int | None]] = {
+    # the scheduler places everything (the ci profile)
+    "none": {"venue": None, **{r: None for r in ROLES}},
+    # the hot chain feed -> quoter -> executor shares one core, so each hand-off inside it
+    # is a local wake-up; the venue (standing in for the network) and the cold roles on the other
+    "chain": {"venue": 0, "feed": 1, "quoter": 1, "executor": 1, "risk": 0, "recorder": 0},
+    # the venue too shares the chain's core (as a NIC whose interrupts are steered to the
+    # feed's core would): no hop of the tick crosses cores; risk and recorder on the other
+    "onecore": {"venue": 1, "feed": 1, "quoter": 1, "executor": 1, "risk": 0, "recorder": 0},
+    # the hot roles alternate cores, every hand-off crosses cores
+    "alternate": {"venue": None, "feed": 0, "quoter": 1, "executor": 0, "risk": 1, "recorder": None},
+}
+
+
+def run_once(strategy: str, seconds: float, seed: int, workdir: Path, layout: str = "none",
+             extra_sets: tuple[str, ...] = ()) -> dict:
     """One pipeline with idle strategy ``strategy``; tick-to-order samples and stage table."""
     from mmshm.execution.client_ids import parse as parse_cid
     from mmshm.execution.session import REASON_NOT_SENT
@@ -300,11 +328,14 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
     env.pop("MMSHM_IDLE", None)
     if strategy in ("sleep", "poll"):
         env["MMSHM_IDLE"] = "sleep"
-    venue = subprocess.Popen([sys.executable, __file__, "--venue-child", str(stamps), "--seed", str(seed)],
+    cpus = LAYOUTS[layout]
+    venue_cpu = [] if cpus["venue"] is None else ["--venue-cpu", str(cpus["venue"])]
+    venue = subprocess.Popen([sys.executable, __file__, "--venue-child", str(stamps), "--seed", str(seed),
+                              *venue_cpu],
                              stdout=subprocess.PIPE, stderr=open(logs / "venue.err", "wb"), env=env,
                              start_new_session=True)
     procs: dict[str, subprocess.Popen] = {}
-    result: dict = {"strategy": strategy}
+    result: dict = {"strategy": strategy, "layout": layout}
     try:
         line = venue.stdout.readline()
         if not line:
@@ -320,6 +351,9 @@ def run_once(strategy: str, seconds: float, seed: int, workdir: Path) -> dict:
         for r in ("risk", "recorder", "watchdog", "exporter"):
             sets.append(f"idle.{r}=sleep")
         sets.append(f"idle.bells={'false' if strategy == 'poll' else 'true'}")
+        for r in ROLES:
+            sets.append(f"cpus.{r}={'none' if cpus[r] is None else cpus[r]}")
+        sets += extra_sets
         argv_cfg = ["--profile", "ci"] + [x for s in sets for x in ("--set", s)]
         for role in ROLES:
             procs[role] = subprocess.Popen([sys.executable, "-m", f"mmshm.procs.{role}", *argv_cfg], env=env,
@@ -494,10 +528,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default="sleep,poll,busy",
                     help="comma-separated: sleep (doorbells), poll (sleeping without doorbells: the peer), busy")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--layout", default="none", choices=list(LAYOUTS),
+                    help="CPU placement: none (unpinned, the scheduler's choice), chain (feed, quoter, "
+                         "executor share core 1; venue, risk, recorder on core 0), onecore (the venue "
+                         "on core 1 too), alternate (the hot roles alternate cores)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override passed to every role (after the benchmark's own), e.g. "
+                         "idle.max_park_ns=20000000; repeatable")
     ap.add_argument("--venue-child", metavar="STAMPS", help=argparse.SUPPRESS)
+    ap.add_argument("--venue-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.venue_child:
-        return venue_child(args.venue_child, args.seed)
+        return venue_child(args.venue_child, args.seed, args.venue_cpu)
     seconds = args.seconds if args.seconds is not None else (4.0 if args.quick else 30.0)
     strategies = [s for s in args.strategies.split(",") if s]
     bad = [s for s in strategies if s not in ("sleep", "poll", "busy")]
@@ -506,8 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="mmshm-bench-e2e-") as tmp:
         for s in strategies:
-            runs[s] = run_once(s, seconds, args.seed, Path(tmp))
+            runs[s] = run_once(s, seconds, args.seed, Path(tmp), args.layout, tuple(args.sets))
     floor = wake_chain_floor()
+    # the same after 20 ms asleep, about what the executor sleeps between the market moves
+    # that change a target here: the longer the sleep, the colder the wake-up
+    floor_20ms = wake_chain_floor(samples=80 if args.quick else 300, gap_s=0.020)
     peer = runs.get("poll", {}).get("tick_to_order", {})
     best_name = min((s for s in runs if runs[s]["tick_to_order"].get("n")),
                     key=lambda s: runs[s]["tick_to_order"]["p99_us"], default=None)
@@ -526,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         # the same four wake-ups with no work at all: no pipeline of sleeping processes
         # can be faster on this machine
         "floor_sleeping_wake_chain": floor,
+        "floor_sleeping_wake_chain_20ms": floor_20ms,
         "ratio_p50_vs_floor": (round(best["p50_us"] / floor["p50_us"], 2) if best.get("n") else None),
         "goal": {"p50_us": GOAL_P50_NS / 1e3, "p99_us": GOAL_P99_NS / 1e3,
                  "met_p50": bool(best.get("n")) and best["p50_us"] <= GOAL_P50_NS / 1e3,
