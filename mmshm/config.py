@@ -125,9 +125,9 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
     ``busy`` is only ever chosen explicitly (production, isolated cores).
     """
 
-    spins: int = _f(100, "busy-spin iterations before yielding (yield/sleep strategies)", ge=0)
-    yields: int = _f(10, "sched_yield calls before parking (sleep strategy)", ge=0)
-    min_park_ns: int = _f(1_000, "first sleep of the backoff, ns", ge=1)
+    spins: int = _f(100, "busy-spin iterations before yielding (yield strategy; sleep: the hot roles only)", ge=0)
+    yields: int = _f(10, "sched_yield calls before parking (sleep strategy, the hot roles)", ge=0)
+    min_park_ns: int = _f(1_000, "first sleep of the hot roles' backoff, ns (the others: cold_min_park_ns)", ge=1)
     max_park_ns: int = _f(1_000_000, "longest sleep of the backoff, ns", ge=1)
     bells: bool = _f(
         True, "the hot roles (quoter, executor) sleep on a doorbell their producers ring after "
@@ -137,6 +137,11 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
         50_000, "longest sleep of the latency-critical pollers when idle.bells is off (the "
         "quoter's backoff and the executor's targets watcher thread), ns: a new target waits "
         "at most about this long", ge=1)
+    cold_min_park_ns: int = _f(
+        200_000, "first park of the sleeping roles off the tick's path (risk, recorder), ns: "
+        "they skip the spins and yields, which only the hot roles' latency pays for, and back "
+        "off from here to max_park_ns (measured on the 2-core VM: risk 11-14% of a core with "
+        "the hot roles' 1 us start, 6.6% with this)", ge=1)
     timer_slack_ns: int = _f(
         1_000, "kernel timer slack of the hot roles' threads (quoter, executor), ns: how late "
         "the kernel may wake a park (Linux default 50000, which made a 50 us park ~130 us); "
@@ -153,6 +158,17 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
         ``run_role`` (the quoter's backoff) use it.
         """
         return self.hot_max_park_ns if role in HOT_ROLES and not self.bells else self.max_park_ns
+
+    def backoff_for(self, role: str) -> dict[str, int]:
+        """The sleeping strategy's backoff for ``role`` (``BackoffIdle`` arguments): the hot
+        roles spin ``spins`` cycles, yield ``yields`` times, then park from ``min_park_ns``;
+        every other role parks at once from ``cold_min_park_ns`` (a fill or a record a few
+        hundred us later costs them nothing, the spinning cost a shared core CPU)."""
+        if role in HOT_ROLES:
+            start = {"max_spins": self.spins, "max_yields": self.yields, "min_park_ns": self.min_park_ns}
+        else:
+            start = {"max_spins": 0, "max_yields": 0, "min_park_ns": self.cold_min_park_ns}
+        return {**start, "max_park_ns": self.max_park_ns_for(role)}
 
 
 @dataclass(frozen=True)
@@ -737,6 +753,8 @@ def _cross_checks(values: Mapping[str, Any], sources: Mapping[str, str]) -> list
          "idle.min_park_ns", "idle.max_park_ns", "<=")
     need(values["idle.min_park_ns"] <= values["idle.hot_max_park_ns"],
          "idle.min_park_ns", "idle.hot_max_park_ns", "<=")
+    need(values["idle.cold_min_park_ns"] <= values["idle.max_park_ns"],
+         "idle.cold_min_park_ns", "idle.max_park_ns", "<=")
     need(values["feed.publish_levels"] <= values["feed.book_depth"],
          "feed.publish_levels", "feed.book_depth", "<=")
     need(values["quoter.min_half_spread_bp"] <= values["quoter.max_half_spread_bp"],

@@ -368,14 +368,15 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
     kwargs.setdefault("instance", config.instance)
     kwargs.setdefault("cpu", config.role_cpu(role))
     kwargs.setdefault("idle_kind", config.role_idle(role))
-    options = {
-        "max_spins": idle_cfg.spins, "max_yields": idle_cfg.yields,
-        "min_park_ns": idle_cfg.min_park_ns, "max_park_ns": idle_cfg.max_park_ns_for(role),
-    }
+    sleeping = (kwargs.get("idle") is None
+                and resolve_idle_kind(kwargs["idle_kind"], kwargs.get("n_processes")) == "sleep")
+    if sleeping:
+        options: dict = idle_cfg.backoff_for(role)
+    else:                                        # yield: spins before each sched_yield
+        options = {"max_spins": idle_cfg.spins}
     bell = None
     if (idle_cfg.bells and role in BELL_ROLES and kwargs.get("idle") is None
-            and "idle_options" not in kwargs
-            and resolve_idle_kind(kwargs["idle_kind"], kwargs.get("n_processes")) == "sleep"):
+            and "idle_options" not in kwargs and sleeping):
         bell = Doorbell(config.instance, role)
         options["bell"] = bell
     kwargs.setdefault("idle_options", options)

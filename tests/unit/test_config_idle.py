@@ -76,3 +76,38 @@ def test_run_role_parks_a_sleeping_hot_role_on_its_doorbell(monkeypatch, instanc
     spinning = load_config(cli_overrides=[f"instance={instance}", "idle.quoter=busy"], env={})
     runner.run_role("quoter", [], spinning)
     assert "bell" not in seen["quoter"]["idle_options"]
+
+
+def test_only_the_hot_roles_spin_and_yield_before_parking() -> None:
+    """Risk and the recorder park at once from cold_min_park_ns; the hot roles keep the
+    spins, yields and the 1 us start; every role ends at its max park."""
+    cfg = load_config(env={})
+    idle = cfg.idle
+    for role in ROLES:
+        got = idle.backoff_for(role)
+        assert got["max_park_ns"] == idle.max_park_ns_for(role)
+        if role in HOT_ROLES:
+            assert (got["max_spins"], got["max_yields"], got["min_park_ns"]) == (idle.spins, idle.yields,
+                                                                                 idle.min_park_ns)
+        else:
+            assert (got["max_spins"], got["max_yields"], got["min_park_ns"]) == (0, 0, idle.cold_min_park_ns)
+    assert idle.cold_min_park_ns > idle.min_park_ns
+    with pytest.raises(ConfigError, match="cold_min_park_ns"):
+        load_config(cli_overrides=["idle.cold_min_park_ns=2000000"], env={})
+
+
+def test_run_role_gives_risk_the_cold_backoff_and_a_yielding_role_its_spins(monkeypatch) -> None:
+    from mmshm.agent import runner
+    from mmshm.agent.idle import BackoffIdle, make_idle
+
+    monkeypatch.delenv("MMSHM_IDLE", raising=False)
+    seen: dict[str, dict] = {}
+    monkeypatch.setattr(runner, "run_agents", lambda role, agents, **kw: seen.setdefault(role, kw) and 0)
+    cfg = load_config(cli_overrides=["idle.bells=false", "idle.risk=sleep", "idle.recorder=yield",
+                                     "idle.spins=7"], env={})
+    runner.run_role("risk", [], cfg)
+    runner.run_role("recorder", [], cfg)
+    risk = make_idle("sleep", **seen["risk"]["idle_options"])
+    assert isinstance(risk, BackoffIdle)
+    assert (risk.max_spins, risk.max_yields, risk.park_ns) == (0, 0, cfg.idle.cold_min_park_ns)
+    assert seen["recorder"]["idle_options"] == {"max_spins": 7}
