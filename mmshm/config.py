@@ -141,7 +141,7 @@ class IdleConfig(_IdleRoles):  # type: ignore[misc, valid-type]
         200_000, "first park of the sleeping roles off the tick's path (risk, recorder), ns: "
         "they skip the spins and yields, which only the hot roles' latency pays for, and back "
         "off from here to max_park_ns (measured on the 2-core VM: risk 11-14% of a core with "
-        "the hot roles' 1 us start, 6.6% with this)", ge=1)
+        "the hot roles' 1 us start, 6.6-7.6% with this)", ge=1)
     timer_slack_ns: int = _f(
         1_000, "kernel timer slack of the hot roles' threads (quoter, executor), ns: how late "
         "the kernel may wake a park (Linux default 50000, which made a 50 us park ~130 us); "

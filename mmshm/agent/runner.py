@@ -372,7 +372,7 @@ def run_role(role: str, agents: Agent | Sequence[Agent], config, **kwargs) -> in
                 and resolve_idle_kind(kwargs["idle_kind"], kwargs.get("n_processes")) == "sleep")
     if sleeping:
         options: dict = idle_cfg.backoff_for(role)
-    else:                                        # yield: spins before each sched_yield
+    else:                                        # yield: spins before each sched_yield (busy: none)
         options = {"max_spins": idle_cfg.spins}
     bell = None
     if (idle_cfg.bells and role in BELL_ROLES and kwargs.get("idle") is None
