@@ -55,7 +55,8 @@ inside the chain are same-core wake-ups; venue, risk and recorder on core 0), ``
 in ``read`` until its message comes (the four wake-ups of venue -> feed -> quoter ->
 executor -> venue with no work at all): what this machine charges any pipeline of
 sleeping processes, after 2 ms asleep; ``floor_sleeping_wake_chain_20ms`` the same after
-20 ms asleep (the pace of the market moves that change a target here).
+20 ms asleep (how the cost grows with the time asleep; the feed sleeps ~8 ms between frames
+here, the quoter and executor at most ``idle.max_park_ns``).
 
 Output: one JSON document (figures, goal, peer = poll, ratio, floor). Goal (issue 5): p50 <= 100 us,
 p99 <= 1 ms with the idle strategy that suits the machine. Shared machine: rerun quiet for
@@ -550,8 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in strategies:
             runs[s] = run_once(s, seconds, args.seed, Path(tmp), args.layout, tuple(args.sets))
     floor = wake_chain_floor()
-    # the same after 20 ms asleep, about what the executor sleeps between the market moves
-    # that change a target here: the longer the sleep, the colder the wake-up
+    # the same after 20 ms asleep: the longer the sleep, the colder the wake-up (here the feed
+    # sleeps ~8 ms between frames; the quoter and executor wake at least every max_park_ns)
     floor_20ms = wake_chain_floor(samples=80 if args.quick else 300, gap_s=0.020)
     peer = runs.get("poll", {}).get("tick_to_order", {})
     best_name = min((s for s in runs if runs[s]["tick_to_order"].get("n")),
