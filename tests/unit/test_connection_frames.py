@@ -57,6 +57,16 @@ async def run_until(conn: WsConnection, cond: Callable[[], bool], timeout: float
         await asyncio.wait_for(task, 5)
 
 
+def recording_conn(url: str, **cfg) -> tuple[WsConnection, list[bytes], list[str]]:
+    """A connection to ``url`` (no silence timeout, fast backoff, ``cfg`` on top) that keeps
+    every message in ``got`` and every disconnect reason in ``reasons``."""
+    got: list[bytes] = []
+    reasons: list[str] = []
+    conn = WsConnection(ConnectionConfig(url=url, silence_timeout_s=None, backoff=FAST, **cfg),
+                        lambda d, ns: got.append(d), on_disconnect=reasons.append)
+    return conn, got, reasons
+
+
 @pytest.mark.timeout(30)
 def test_fragmented_messages_are_assembled_in_order() -> None:
     async def handler(ws: ServerConnection, n: int) -> None:
@@ -68,9 +78,7 @@ def test_fragmented_messages_are_assembled_in_order() -> None:
 
     async def main() -> None:
         async with ws_server(handler) as url:
-            got: list[bytes] = []
-            conn = WsConnection(ConnectionConfig(url=url, silence_timeout_s=None, backoff=FAST),
-                                lambda d, ns: got.append(d))
+            conn, got, _ = recording_conn(url)
             await run_until(conn, lambda: len(got) >= 4)
             assert got == [b"first", b'{"a":1,"b":2}', b"\x00\x01\x02", b"last"]
             assert conn.stats.messages == 4 and conn.stats.bytes == sum(map(len, got))
@@ -96,10 +104,7 @@ def test_fragmented_message_over_max_size_is_counted_and_closes_then_reconnects(
 
     async def main() -> None:
         async with ws_server(handler) as url:
-            got: list[bytes] = []
-            reasons: list[str] = []
-            conn = WsConnection(ConnectionConfig(url=url, silence_timeout_s=None, backoff=FAST, max_size=100),
-                                lambda d, ns: got.append(d), on_disconnect=reasons.append)
+            conn, got, reasons = recording_conn(url, max_size=100)
             await run_until(conn, lambda: got == [b"small"])
             assert conn.stats.oversize == 1 and conn.stats.protocol_errors == 1
             assert conn.stats.reconnects == 1
@@ -117,10 +122,7 @@ def test_single_frame_over_max_size_closes_and_is_counted() -> None:
 
     async def main() -> None:
         async with ws_server(handler) as url:
-            got: list[bytes] = []
-            reasons: list[str] = []
-            conn = WsConnection(ConnectionConfig(url=url, silence_timeout_s=None, backoff=FAST, max_size=100),
-                                lambda d, ns: got.append(d), on_disconnect=reasons.append)
+            conn, got, reasons = recording_conn(url, max_size=100)
             await run_until(conn, lambda: len(got) == 1)
             assert got == [b"z" * 10] and conn.stats.oversize == 1
             assert reasons[0].startswith("error:")
@@ -173,9 +175,7 @@ def test_peer_close_code_and_reason_are_in_the_disconnect_reason() -> None:
 
     async def main() -> None:
         async with ws_server(handler) as url:
-            reasons: list[str] = []
-            conn = WsConnection(ConnectionConfig(url=url, silence_timeout_s=None, backoff=FAST),
-                                lambda d, ns: None, on_disconnect=reasons.append)
+            conn, _, reasons = recording_conn(url)
             await run_until(conn, lambda: conn.stats.reconnects >= 1 and conn.stats.messages >= 2)
             assert reasons[0] == "closed: code=4001 reason=bye now"
 
