@@ -226,10 +226,7 @@ def test_unanswered_keepalive_ping_drops_and_reconnects() -> None:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
-            reasons: list[str] = []
-            conn = WsConnection(ConnectionConfig(url=f"ws://127.0.0.1:{port}/", silence_timeout_s=None,
-                                                 backoff=FAST, ping_interval_s=0.1, ping_timeout_s=0.1),
-                                lambda d, ns: None, on_disconnect=reasons.append)
+            conn, _, reasons = recording_conn(f"ws://127.0.0.1:{port}/", ping_interval_s=0.1, ping_timeout_s=0.1)
             await run_until(conn, lambda: conn.stats.reconnects >= 1)
             assert pings >= 1 and connections >= 2
             assert "1001" in reasons[0] and "ping" in reasons[0]
